@@ -1,0 +1,1 @@
+"""polyformer.bio: DNABERT-style k-mer DNA models, built on polyformer.core."""

@@ -1,0 +1,4 @@
+"""Efficient attention backends; importing this package registers them by name.
+
+Each module registers one :class:`~polyformer.core.attention.AttentionBackend` subclass.
+"""

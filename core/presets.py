@@ -1,0 +1,70 @@
+"""One registry of named model presets across the suite, listed by ``polyformer info``.
+
+A preset is a small function returning a ready model; domain packages register theirs with
+:func:`register_preset` when imported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from .config import TransformerConfig
+from .seq_models import DecoderOnlyTransformer, EncoderDecoderTransformer
+
+__all__ = ["Preset", "create_model", "list_presets", "register_preset"]
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str  # registry name, e.g. "vit_tiny_patch16_224"
+    family: str  # model family, e.g. "vit"
+    description: str  # one line for `polyformer info`
+    build: Callable[..., nn.Module]  # returns the model; keyword overrides go to its config
+
+
+_PRESETS: dict[str, Preset] = {}
+
+
+def register_preset(name: str, family: str, description: str):
+    """Decorator registering a model-building function under ``name``."""
+
+    def decorate(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _PRESETS and _PRESETS[name].build is not fn:
+            raise ValueError(f"model preset {name!r} is already registered")
+        _PRESETS[name] = Preset(name, family, description, fn)
+        return fn
+
+    return decorate
+
+
+def list_presets(family: str | None = None) -> list[Preset]:
+    """Registered presets, sorted by family then name."""
+    found = [p for p in _PRESETS.values() if family is None or p.family == family]
+    return sorted(found, key=lambda p: (p.family, p.name))
+
+
+def create_model(name: str, **overrides) -> nn.Module:
+    """Build the preset ``name``; keyword arguments override its config fields."""
+    if name not in _PRESETS:
+        raise ValueError(f"unknown model preset {name!r}; known presets: {[p.name for p in list_presets()]}")
+    return _PRESETS[name].build(**overrides)
+
+
+@register_preset("transformer_base", "transformer", "encoder-decoder base model of Vaswani et al. 2017 (65M parameters)")
+def transformer_base(**overrides) -> EncoderDecoderTransformer:
+    return EncoderDecoderTransformer(TransformerConfig(**overrides))
+
+
+@register_preset("transformer_tiny", "transformer", "2+2-layer, width-128 pre-norm encoder-decoder for toy tasks")
+def transformer_tiny(**overrides) -> EncoderDecoderTransformer:
+    fields = dict(vocab_size=64, d_model=128, num_heads=4, encoder_layers=2, decoder_layers=2, d_ff=256, dropout=0.0, norm_first=True, position="learned", max_len=64)
+    return EncoderDecoderTransformer(TransformerConfig(**{**fields, **overrides}))
+
+
+@register_preset("decoder_lm_tiny", "transformer", "2-layer, width-128 rotary decoder-only LM for toy tasks")
+def decoder_lm_tiny(**overrides) -> DecoderOnlyTransformer:
+    fields = dict(vocab_size=64, d_model=128, num_heads=4, decoder_layers=2, d_ff=256, dropout=0.0, norm_first=True, position="rotary", activation="swiglu", norm="rmsnorm", bias=False, max_len=256)
+    return DecoderOnlyTransformer(TransformerConfig(**{**fields, **overrides}))

@@ -1,0 +1,124 @@
+"""Saving and loading models as a directory: ``config.json`` + ``model.safetensors``.
+
+Never pickles a model. Writes go to a temporary directory that is renamed into place, so an
+interrupted save never leaves a half-written model behind.
+
+Departure from DESIGN.md section 2 (core imports only stdlib, torch, numpy): core also imports
+``safetensors``, the agreed weights format of section 3.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .config import ConfigBase
+
+__all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "PretrainedModel", "atomic_directory"]
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+M = TypeVar("M", bound="PretrainedModel")
+
+
+class atomic_directory:
+    """Context manager yielding a temporary directory that replaces ``target`` on success."""
+
+    def __init__(self, target: str | Path):
+        self.target = Path(target)
+
+    def __enter__(self) -> Path:
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.", dir=self.target.parent))
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return
+        old = None
+        if self.target.exists():
+            old = self.target.with_name(f".{self.target.name}.old-{os.getpid()}")
+            os.replace(self.target, old)
+        os.replace(self.tmp, self.target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _unique_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """State dict without repeated (tied) tensors: the first name of each storage wins."""
+    seen: set[tuple[int, int, tuple[int, ...]]] = set()
+    state = {}
+    for name, tensor in model.state_dict().items():
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
+        if key in seen:
+            continue
+        seen.add(key)
+        state[name] = tensor.detach().contiguous().cpu()
+    return state
+
+
+class PretrainedModel(nn.Module):
+    """Base class of models with a config dataclass; adds save/load of a model directory."""
+
+    config_class: ClassVar[type[ConfigBase]]
+
+    def __init__(self, config: ConfigBase):
+        super().__init__()
+        self.config = config
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` to ``directory`` atomically."""
+        with atomic_directory(directory) as tmp:
+            self.config.save(tmp / CONFIG_NAME)
+            save_file(_unique_state(self), str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+        return Path(directory)
+
+    @classmethod
+    def from_pretrained(cls: type[M], directory: str | Path, map_location: str | torch.device = "cpu", **overrides: Any) -> M:
+        """Rebuild a model saved by :meth:`save_pretrained`.
+
+        Args:
+            directory: the model directory.
+            map_location: device for the weights.
+            **overrides: config fields to change (e.g. ``backend="eager"``, ``dropout=0.0``).
+
+        Raises:
+            FileNotFoundError: the directory lacks config.json or model.safetensors.
+            ValueError: the config is for another model type, or the weights do not fit.
+        """
+        directory = Path(directory)
+        for name in (CONFIG_NAME, WEIGHTS_NAME):
+            if not (directory / name).is_file():
+                raise FileNotFoundError(f"{directory / name} not found: a polyformer model directory holds {CONFIG_NAME} and {WEIGHTS_NAME}")
+        config = cls.config_class.load(directory / CONFIG_NAME)
+        if overrides:
+            config = config.replace(**overrides)
+        model = cls(config)
+        state = load_file(str(directory / WEIGHTS_NAME), device=str(map_location))
+        model.load_weights(state, source=str(directory / WEIGHTS_NAME))
+        return model.to(map_location).eval()
+
+    def load_weights(self, state: dict[str, torch.Tensor], source: str = "state dict") -> None:
+        """Load a state dict that may omit tied copies; anything else missing is an error."""
+        result = self.load_state_dict(state, strict=False)
+        own = self.state_dict()
+        tied = {name for name in result.missing_keys if _is_tied_copy(own, name, state)}
+        missing = sorted(set(result.missing_keys) - tied)
+        if missing or result.unexpected_keys:
+            raise ValueError(
+                f"weights in {source} do not fit {type(self).__name__}: missing {missing[:8]}, unexpected {sorted(result.unexpected_keys)[:8]}"
+            )
+
+
+def _is_tied_copy(own: dict[str, torch.Tensor], name: str, loaded: dict[str, torch.Tensor]) -> bool:
+    target = own[name]
+    ptr = target.untyped_storage().data_ptr()
+    return any(own[other].untyped_storage().data_ptr() == ptr for other in loaded if other in own and other != name)

@@ -1,0 +1,1 @@
+"""polyformer.vision: ViT image classification and DETR detection, built on polyformer.core."""

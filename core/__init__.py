@@ -6,6 +6,7 @@ norms, encoder/decoder layers and stacks, token-level encoder-decoder and decode
 and shared generation (greedy, sampling, beam search).
 """
 
+from . import backends  # noqa: F401  (registers the efficient attention backends)
 from .attention import (
     AttentionBackend,
     attention,
@@ -16,7 +17,6 @@ from .attention import (
     parse_backend_spec,
     register_attention_backend,
 )
-from . import backends  # noqa: F401  (registers the efficient attention backends)
 from .config import ConfigBase, TransformerConfig
 from .feedforward import MLP, DropPath, GatedMLP, RMSNorm, build_feed_forward, build_norm
 from .generation import GenerationOutput, beam_search, generate, greedy_search, sample, top_k_top_p_filter

@@ -11,6 +11,7 @@ heads, Hkv key/value heads, Dh head dim.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import create_attention_backend, eager_attention
@@ -78,6 +79,15 @@ class MultiHeadAttention(nn.Module):
         b, t, _ = x.shape
         return x.view(b, t, heads, self.head_dim).transpose(1, 2)  # (B, heads, T, Dh)
 
+    def _project_qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """q, k, v projections of x in one matrix product (one read of x, one kernel)."""
+        weight = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
+        bias = None
+        if self.q_proj.bias is not None:
+            bias = torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias])
+        kv_width = self.num_kv_heads * self.head_dim
+        return F.linear(x, weight, bias).split([self.dim, kv_width, kv_width], dim=-1)
+
     def _project_kv(self, source: Tensor) -> tuple[Tensor, Tensor]:
         return self._split(self.k_proj(source), self.num_kv_heads), self._split(self.v_proj(source), self.num_kv_heads)
 
@@ -108,7 +118,11 @@ class MultiHeadAttention(nn.Module):
             The output (B, T, D) and the weights (B, H, T, S) or None.
         """
         b, t, _ = x.shape
-        q = self._split(self.q_proj(x), self.num_heads)  # (B, H, T, Dh)
+        if self.cross:
+            q = self._split(self.q_proj(x), self.num_heads)  # (B, H, T, Dh)
+        else:
+            q_flat, k_flat, v_flat = self._project_qkv(x)
+            q = self._split(q_flat, self.num_heads)  # (B, H, T, Dh)
         if self.cross:
             if cache is not None and cache.cross_k is not None:
                 k, v = cache.cross_k, cache.cross_v
@@ -119,7 +133,7 @@ class MultiHeadAttention(nn.Module):
                 if cache is not None:
                     cache.cross_k, cache.cross_v = k, v
         else:
-            k, v = self._project_kv(x)  # (B, Hkv, T, Dh)
+            k, v = self._split(k_flat, self.num_kv_heads), self._split(v_flat, self.num_kv_heads)  # (B, Hkv, T, Dh)
             if self.rotary is not None:
                 if positions is None:
                     positions = torch.arange(t, device=x.device)

@@ -1,0 +1,1 @@
+"""Training recipes: explicit build-model, build-data, train, evaluate, save."""

@@ -1,0 +1,99 @@
+"""Configs validate and round-trip; save_pretrained/from_pretrained restores a model exactly."""
+
+import json
+
+import pytest
+import torch
+
+from polyformer.core import (
+    DecoderOnlyTransformer,
+    EncoderDecoderTransformer,
+    TransformerConfig,
+    create_model,
+    list_presets,
+)
+
+
+def test_default_config_is_the_paper_base_model():
+    config = TransformerConfig()
+    assert (config.d_model, config.num_heads, config.d_ff, config.encoder_layers, config.decoder_layers) == (512, 8, 2048, 6, 6)
+    assert config.dropout == 0.1 and config.position == "sinusoidal" and not config.norm_first
+    assert TransformerConfig.from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        (dict(d_model=100, num_heads=8), "num_heads=8 must divide d_model=100"),
+        (dict(num_kv_heads=3), "num_kv_heads=3"),
+        (dict(activation="tanh"), "activation must be one of"),
+        (dict(position="xyz"), "position must be one of"),
+        (dict(dropout=1.5), "dropout must be in"),
+        (dict(vocab_size=10, eos_id=12), "eos_id=12 is outside the vocabulary"),
+    ],
+)
+def test_invalid_configs_raise_value_error(fields, message):
+    with pytest.raises(ValueError, match=message):
+        TransformerConfig(**fields)
+
+
+def test_unknown_backend_is_a_value_error():
+    with pytest.raises(ValueError, match="unknown attention backend 'fastest'"):
+        create_model("transformer_tiny", backend="fastest")
+
+
+def test_from_dict_rejects_unknown_fields_and_wrong_type():
+    with pytest.raises(ValueError, match="unknown TransformerConfig field"):
+        TransformerConfig.from_dict({"d_model": 64, "num_heads": 4, "widht": 3})
+    with pytest.raises(ValueError, match="model type 'vit'"):
+        TransformerConfig.from_dict({"model_type": "vit"})
+
+
+@pytest.mark.parametrize("preset", ["transformer_tiny", "decoder_lm_tiny"])
+def test_save_and_load_round_trip_gives_identical_outputs(tmp_path, preset):
+    model = create_model(preset, vocab_size=40).eval()
+    path = model.save_pretrained(tmp_path / "model")
+    assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.safetensors"]
+    assert json.loads((path / "config.json").read_text())["model_type"] == "transformer"
+    cls = EncoderDecoderTransformer if preset == "transformer_tiny" else DecoderOnlyTransformer
+    loaded = cls.from_pretrained(path)
+    ids = torch.randint(3, 40, (2, 6))
+    with torch.no_grad():
+        if preset == "transformer_tiny":
+            a, b = model(ids, ids), loaded(ids, ids)
+        else:
+            a, b = model(ids), loaded(ids)
+    assert torch.equal(a, b)
+    assert loaded.lm_head.weight is loaded.embed.tokens.weight  # tying survives the round trip
+    # Saving again over the same directory replaces it cleanly.
+    model.save_pretrained(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_untied_separate_vocab_round_trip(tmp_path):
+    config = TransformerConfig(vocab_size=30, src_vocab_size=20, d_model=32, num_heads=4, encoder_layers=1, decoder_layers=1, d_ff=64, tie_embeddings=False)
+    model = EncoderDecoderTransformer(config).eval()
+    loaded = EncoderDecoderTransformer.from_pretrained(model.save_pretrained(tmp_path / "m"))
+    src, tgt = torch.randint(3, 20, (2, 5)), torch.randint(3, 30, (2, 4))
+    with torch.no_grad():
+        assert torch.equal(model(src, tgt), loaded(src, tgt))
+
+
+def test_from_pretrained_errors_name_the_problem(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        EncoderDecoderTransformer.from_pretrained(tmp_path)
+    model = create_model("transformer_tiny")
+    model.save_pretrained(tmp_path / "m")
+    with pytest.raises(ValueError, match="do not fit"):
+        DecoderOnlyTransformer.from_pretrained(tmp_path / "m")
+
+
+def test_out_of_vocabulary_ids_are_rejected():
+    model = create_model("transformer_tiny", vocab_size=40)
+    with pytest.raises(ValueError, match="outside"):
+        model(torch.tensor([[1, 45]]), torch.tensor([[1]]))
+
+
+def test_presets_are_registered():
+    names = {p.name for p in list_presets()}
+    assert {"transformer_base", "transformer_tiny", "decoder_lm_tiny"} <= names

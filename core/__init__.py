@@ -35,7 +35,7 @@ from .positional import (
 )
 from .presets import Preset, create_model, list_presets, register_preset
 from .pretrained import PretrainedModel, atomic_directory
-from .seq_models import DecoderOnlyTransformer, EncoderDecoderTransformer, TokenEmbedding
+from .seq_models import DecoderOnlyTransformer, EncoderDecoderTransformer, ModelOutput, TokenEmbedding
 from .stacks import StackOutput, TransformerDecoder, TransformerEncoder, build_decoder, build_encoder
 
 __all__ = [name for name in dir() if not name.startswith("_")]

@@ -11,6 +11,7 @@ Shape legend: B batch, S source tokens, T target tokens, D model dim, H heads, V
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -22,7 +23,22 @@ from .positional import ALiBi, LearnedPositionalEmbedding, SinusoidalPositionalE
 from .pretrained import PretrainedModel
 from .stacks import StackOutput, build_decoder, build_encoder
 
-__all__ = ["DecoderOnlyTransformer", "EncoderDecoderTransformer", "TokenEmbedding", "positions_from_mask"]
+__all__ = ["DecoderOnlyTransformer", "EncoderDecoderTransformer", "ModelOutput", "TokenEmbedding", "positions_from_mask"]
+
+
+@dataclass
+class ModelOutput:
+    """Logits plus the per-layer outputs of the stacks (when asked for).
+
+    Attributes:
+        logits: (B, T, V).
+        decoder: the decoder stack's :class:`StackOutput` (hidden states, self and cross weights).
+        encoder: the encoder stack's :class:`StackOutput` (encoder-decoder models only).
+    """
+
+    logits: Tensor
+    decoder: StackOutput
+    encoder: StackOutput | None = None
 
 
 def positions_from_mask(token_mask: Tensor | None, length: int, start: Tensor | None, device: torch.device) -> Tensor:
@@ -183,13 +199,20 @@ class EncoderDecoderTransformer(_Seq2SeqBase):
         mask = self._self_mask(positions, None, src_mask)
         return self.encoder(self.src_embed(src, positions), mask, False, positions, **outputs)
 
-    def forward(self, src: Tensor, tgt: Tensor, src_mask: Tensor | None = None, **outputs: bool) -> Tensor:
-        """Teacher-forced logits (B, T, V) for target inputs ``tgt`` (B, T) given ``src`` (B, S)."""
+    def forward(
+        self, src: Tensor, tgt: Tensor, src_mask: Tensor | None = None, output_hidden_states: bool = False, output_attentions: bool = False
+    ) -> Tensor | ModelOutput:
+        """Teacher-forced logits (B, T, V) for target inputs ``tgt`` (B, T) given ``src`` (B, S).
+
+        With ``output_hidden_states`` or ``output_attentions`` a :class:`ModelOutput` holding the
+        logits and both stacks' per-layer outputs is returned instead.
+        """
         if src_mask is None:
             src_mask = self.source_mask(src)
-        memory = self.encode(src, src_mask).last_hidden_state
-        logits, _ = self._decode(tgt, None, None, memory, src_mask, **outputs)
-        return logits
+        outputs = dict(output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+        encoded = self.encode(src, src_mask, **outputs)
+        logits, decoded = self._decode(tgt, None, None, encoded.last_hidden_state, src_mask, **outputs)
+        return ModelOutput(logits, decoded, encoded) if output_hidden_states or output_attentions else logits
 
     def new_cache(self, src: Tensor, src_mask: Tensor | None = None) -> KVCache:
         """Encode the source once and return the decoding state for :meth:`step`."""
@@ -228,13 +251,22 @@ class DecoderOnlyTransformer(_Seq2SeqBase):
             raise ValueError("a decoder-only model needs decoder_layers >= 1")
         self._build_target_side(config, cross_attention=False)
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, cache: KVCache | None = None, **outputs: bool) -> Tensor:
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        cache: KVCache | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> Tensor | ModelOutput:
         """Logits (B, T, V) for ``input_ids`` (B, T); ``attention_mask`` True = real token.
 
-        With a cache, the tokens continue the cached ones and the cache is extended.
+        With a cache, the tokens continue the cached ones and the cache is extended. With
+        ``output_hidden_states`` or ``output_attentions`` a :class:`ModelOutput` is returned.
         """
-        logits, _ = self._decode(input_ids, attention_mask, cache, **outputs)
-        return logits
+        outputs = dict(output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+        logits, decoded = self._decode(input_ids, attention_mask, cache, **outputs)
+        return ModelOutput(logits, decoded) if output_hidden_states or output_attentions else logits
 
     def new_cache(self, batch_size: int | None = None) -> KVCache:
         return KVCache.empty(len(self.decoder.layers))

@@ -74,3 +74,24 @@ def test_cache_reorder_selects_rows():
         out = model(nxt, cache=cache)
         full = model(torch.cat([ids[[1, 1, 0]], nxt], dim=1))
     torch.testing.assert_close(out[:, 0], full[:, -1], atol=1e-4, rtol=1e-4)
+
+
+def test_models_return_per_layer_hidden_states_and_attention_weights():
+    model = EncoderDecoderTransformer(_config("learned", norm_first=True)).eval()
+    src = torch.randint(3, 50, (2, 7))
+    src[1, 4:] = 0
+    tgt = torch.randint(3, 50, (2, 5))
+    with torch.no_grad():
+        out = model(src, tgt, output_hidden_states=True, output_attentions=True)
+        plain = model(src, tgt)
+    torch.testing.assert_close(out.logits, plain)
+    assert len(out.encoder.hidden_states) == 3 and len(out.decoder.hidden_states) == 3
+    enc_w, self_w, cross_w = out.encoder.attentions[0], out.decoder.attentions[0], out.decoder.cross_attentions[0]
+    assert enc_w.shape == (2, 4, 7, 7) and self_w.shape == (2, 4, 5, 5) and cross_w.shape == (2, 4, 5, 7)
+    assert torch.all(cross_w[1, :, :, 4:] == 0)  # padded source tokens get no weight
+    assert torch.all(self_w.triu(1) == 0)  # causal
+    torch.testing.assert_close(cross_w.sum(-1), torch.ones(2, 4, 5))
+    lm = DecoderOnlyTransformer(_config("rotary")).eval()
+    with torch.no_grad():
+        lm_out = lm(tgt, output_attentions=True)
+    assert len(lm_out.decoder.attentions) == 2 and lm_out.decoder.cross_attentions == (None, None)

@@ -10,6 +10,8 @@ import click
 import torch
 
 from polyformer.apps import __version__
+from polyformer.apps.bench_attention import attention_command
+from polyformer.apps.bench_moe import moe_command
 from polyformer.apps.hardware import bf16_is_fast, matmul_gflops
 
 DOMAIN_PACKAGES = ("polyformer.vision", "polyformer.speech", "polyformer.bio", "polyformer.text")
@@ -24,6 +26,10 @@ def main() -> None:
 @main.group()
 def bench() -> None:
     """Measure polyformer against references on this machine."""
+
+
+bench.add_command(attention_command, "attention")
+bench.add_command(moe_command, "moe")
 
 
 @main.command()

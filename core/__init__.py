@@ -22,6 +22,7 @@ from .feedforward import MLP, DropPath, GatedMLP, RMSNorm, build_feed_forward, b
 from .generation import GenerationOutput, beam_search, generate, greedy_search, sample, top_k_top_p_filter
 from .kv_cache import KVCache, LayerKVCache
 from .layers import DecoderLayer, EncoderLayer, LayerScale
+from .moe import MoEFeedForward, MoEStats, apply_moe, build_moe_feed_forward, collect_aux_loss, moe_stats
 from .multihead import MultiHeadAttention
 from .positional import (
     ALiBi,
@@ -36,6 +37,6 @@ from .positional import (
 from .presets import Preset, create_model, list_presets, register_preset
 from .pretrained import PretrainedModel, atomic_directory
 from .seq_models import DecoderOnlyTransformer, EncoderDecoderTransformer, ModelOutput, TokenEmbedding
-from .stacks import StackOutput, TransformerDecoder, TransformerEncoder, build_decoder, build_encoder
+from .stacks import StackOutput, TransformerDecoder, TransformerEncoder, build_decoder, build_encoder, drop_path_rates
 
 __all__ = [name for name in dir() if not name.startswith("_")]

@@ -89,6 +89,10 @@ class TransformerConfig(ConfigBase):
     max_len: int = 1024  # longest sequence (learned positions, some backends)
     backend: str = "sdpa"  # attention backend spec, e.g. "sdpa", "eager", "local:256"
     bias: bool = True  # biases in linear layers
+    moe_experts: int = 0  # experts in each Mixture-of-Experts feed-forward; 0 = dense feed-forwards only
+    moe_every: int = 1  # every N-th layer of each stack is MoE (Switch Transformer: 2)
+    moe_top_k: int = 1  # experts per token (1 = Switch, 2 = GShard)
+    moe_capacity_factor: float = 1.25  # expert capacity as a multiple of the balanced load; 0 = never drop tokens
     scale_embeddings: bool = True  # multiply token embeddings by sqrt(D)
     tie_embeddings: bool = True  # share input embeddings with the output projection
     pad_id: int = 0  # padding token id
@@ -122,6 +126,11 @@ class TransformerConfig(ConfigBase):
         for name, value in ids.items():
             _require(0 <= value < self.vocab_size, f"{name}={value} is outside the vocabulary (size {self.vocab_size})")
         _require(isinstance(self.backend, str) and bool(self.backend), "backend must name an attention backend")
+        if self.moe_experts:
+            _require(self.moe_experts > 0, f"moe_experts must be 0 (dense) or positive, got {self.moe_experts}")
+            _require(1 <= self.moe_top_k <= self.moe_experts, f"moe_top_k={self.moe_top_k} must be between 1 and moe_experts={self.moe_experts}")
+            _require(self.moe_every >= 1, f"moe_every must be at least 1, got {self.moe_every}")
+            _require(self.moe_capacity_factor >= 0, f"moe_capacity_factor must be >= 0 (0 = no dropping), got {self.moe_capacity_factor}")
 
     @property
     def head_dim(self) -> int:

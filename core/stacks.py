@@ -13,9 +13,10 @@ from .config import TransformerConfig
 from .feedforward import build_feed_forward, build_norm
 from .kv_cache import KVCache
 from .layers import DecoderLayer, EncoderLayer
+from .moe import build_moe_feed_forward
 from .multihead import MultiHeadAttention
 
-__all__ = ["StackOutput", "TransformerDecoder", "TransformerEncoder", "build_decoder", "build_encoder"]
+__all__ = ["StackOutput", "TransformerDecoder", "TransformerEncoder", "build_decoder", "build_encoder", "drop_path_rates"]
 
 
 @dataclass
@@ -120,14 +121,18 @@ def _attention(config: TransformerConfig, cross: bool) -> MultiHeadAttention:
     )
 
 
-def _drop_path_rates(config: TransformerConfig, depth: int) -> list[float]:
-    """Stochastic depth grows linearly from 0 to ``config.drop_path`` over the layers."""
+def drop_path_rates(rate: float, depth: int) -> list[float]:
+    """Stochastic depth per layer, growing linearly from 0 at the first layer to ``rate`` at the last."""
     if depth <= 1:
-        return [config.drop_path] * depth
-    return [config.drop_path * i / (depth - 1) for i in range(depth)]
+        return [rate] * depth
+    return [rate * i / (depth - 1) for i in range(depth)]
 
 
-def _feed_forward(config: TransformerConfig) -> nn.Module:
+def _feed_forward(config: TransformerConfig, layer_index: int) -> nn.Module:
+    """Dense feed-forward, or MoE on every ``moe_every``-th layer when ``moe_experts`` is set."""
+    if config.moe_experts and (layer_index + 1) % config.moe_every == 0:
+        capacity = config.moe_capacity_factor or None
+        return build_moe_feed_forward(config, config.moe_experts, config.moe_top_k, capacity_factor=capacity)
     return build_feed_forward(config.d_model, config.d_ff, config.activation, config.dropout, config.bias)
 
 
@@ -139,8 +144,8 @@ def build_encoder(config: TransformerConfig, num_layers: int | None = None) -> T
     """The encoder stack a config describes (``num_layers`` defaults to encoder_layers)."""
     depth = config.encoder_layers if num_layers is None else num_layers
     layers = [
-        EncoderLayer(_attention(config, False), _feed_forward(config), _norm(config), _norm(config), config.dropout, rate, config.norm_first)
-        for rate in _drop_path_rates(config, depth)
+        EncoderLayer(_attention(config, False), _feed_forward(config, i), _norm(config), _norm(config), config.dropout, rate, config.norm_first)
+        for i, rate in enumerate(drop_path_rates(config.drop_path, depth))
     ]
     return TransformerEncoder(layers, _norm(config) if config.norm_first else None)
 
@@ -148,8 +153,8 @@ def build_encoder(config: TransformerConfig, num_layers: int | None = None) -> T
 def build_decoder(config: TransformerConfig, cross_attention: bool = True) -> TransformerDecoder:
     """The decoder stack a config describes; without cross-attention it is decoder-only."""
     layers = []
-    for rate in _drop_path_rates(config, config.decoder_layers):
+    for i, rate in enumerate(drop_path_rates(config.drop_path, config.decoder_layers)):
         cross = _attention(config, True) if cross_attention else None
         norms = [_norm(config) for _ in range(3 if cross_attention else 2)]
-        layers.append(DecoderLayer(_attention(config, False), cross, _feed_forward(config), norms, config.dropout, rate, config.norm_first))
+        layers.append(DecoderLayer(_attention(config, False), cross, _feed_forward(config, i), norms, config.dropout, rate, config.norm_first))
     return TransformerDecoder(layers, _norm(config) if config.norm_first else None)

@@ -1,0 +1,151 @@
+"""Read a timm ``VisionTransformer`` state dict into a polyformer ViT config and state dict.
+
+The reference is timm's ``timm/models/vision_transformer.py`` (Wightman; Dosovitskiy et al.
+2021). This module parses the timm model name (``vit_{tiny,small,medium,base,large,huge}_patch{P}_{S}``,
+optionally with a ``.tag`` such as ``.augreg_in21k_ft_in1k``) for the architecture, reads the
+rest (channels, classes, layer scale, pooling) from the weights, and maps parameter names. It
+never imports timm. timm fuses the query/key/value projections into one ``qkv`` matrix
+(3D, D); it is split into our three (D, D) projections.
+
+Shape legend: D model dim.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from torch import Tensor
+
+from .config import ViTConfig
+
+__all__ = ["TIMM_VIT_SIZES", "convert_timm_state_dict", "read_timm_vit", "vit_config_from_timm"]
+
+# size name -> (width D, depth L, heads H); the MLP is 4*D wide in all of them.
+TIMM_VIT_SIZES: dict[str, tuple[int, int, int]] = {
+    "tiny": (192, 12, 3),
+    "small": (384, 12, 6),
+    "medium": (512, 12, 8),
+    "base": (768, 12, 12),
+    "large": (1024, 24, 16),
+    "huge": (1280, 32, 16),
+}
+_NAME = re.compile(r"^vit_(?P<size>[a-z]+)_patch(?P<patch>\d+)_(?P<image>\d+)$")
+
+_RENAMES: list[tuple[str, str]] = [
+    (r"^cls_token$", "cls_token"),
+    (r"^pos_embed$", "pos_embed.weight"),
+    (r"^patch_embed\.proj\.", "patch_embed.proj."),
+    (r"^blocks\.(\d+)\.norm1\.", r"encoder.layers.\1.norm1."),
+    (r"^blocks\.(\d+)\.norm2\.", r"encoder.layers.\1.norm2."),
+    (r"^blocks\.(\d+)\.attn\.proj\.", r"encoder.layers.\1.self_attn.out_proj."),
+    (r"^blocks\.(\d+)\.mlp\.fc1\.", r"encoder.layers.\1.feed_forward.fc1."),
+    (r"^blocks\.(\d+)\.mlp\.fc2\.", r"encoder.layers.\1.feed_forward.fc2."),
+    (r"^blocks\.(\d+)\.ls1\.gamma$", r"encoder.layers.\1.residual1.scale.gamma"),
+    (r"^blocks\.(\d+)\.ls2\.gamma$", r"encoder.layers.\1.residual2.scale.gamma"),
+    (r"^(?:norm|fc_norm)\.", "norm."),
+    (r"^head\.", "head."),
+]
+_QKV = re.compile(r"^blocks\.(\d+)\.attn\.qkv\.(weight|bias)$")
+
+
+def vit_config_from_timm(name: str, state: dict[str, Tensor]) -> ViTConfig:
+    """Our :class:`ViTConfig` for the timm model ``name`` whose weights are ``state``.
+
+    Raises:
+        ValueError: the name is not a plain timm ViT, or the weights do not fit the name.
+    """
+    arch = name.split(".", 1)[0]
+    match = _NAME.match(arch)
+    if match is None or match["size"] not in TIMM_VIT_SIZES:
+        raise ValueError(
+            f"unsupported timm model name {name!r}; expected vit_<size>_patch<P>_<image size> with size one of "
+            f"{sorted(TIMM_VIT_SIZES)}, e.g. 'vit_tiny_patch16_224' (variants with registers, gap or clip are not supported)"
+        )
+    for unsupported in ("reg_token", "attn.q_norm.weight", "norm_pre.weight"):
+        if any(key.endswith(unsupported) for key in state):
+            raise ValueError(f"timm weights for {name!r} contain {unsupported!r}, which polyformer's ViT does not implement")
+    dim, depth, heads = TIMM_VIT_SIZES[match["size"]]
+    patch, image = int(match["patch"]), int(match["image"])
+    if "patch_embed.proj.weight" not in state:
+        raise ValueError(f"timm weights for {name!r} have no 'patch_embed.proj.weight'; is this a VisionTransformer state dict?")
+    proj = state["patch_embed.proj.weight"]  # (D, C, P, P)
+    found_depth = len({k.split(".")[1] for k in state if k.startswith("blocks.")})
+    if tuple(proj.shape[::2]) != (dim, patch) or found_depth != depth:
+        raise ValueError(
+            f"timm weights do not fit {arch}: expected width {dim}, patch {patch}, depth {depth}; "
+            f"found width {proj.shape[0]}, patch {proj.shape[2]}, depth {found_depth}"
+        )
+    class_token = "cls_token" in state
+    prefix = 1 if class_token else 0
+    expected_tokens = prefix + (image // patch) ** 2
+    if state["pos_embed"].shape[1] != expected_tokens:
+        raise ValueError(
+            f"timm weights have {state['pos_embed'].shape[1]} positions, but {arch} needs {expected_tokens} "
+            "(was the model trained with no_embed_class or another image size?)"
+        )
+    return ViTConfig(
+        image_size=image,
+        patch_size=patch,
+        in_channels=int(proj.shape[1]),
+        num_classes=int(state["head.weight"].shape[0]) if "head.weight" in state else 0,
+        d_model=dim,
+        num_layers=depth,
+        num_heads=heads,
+        d_ff=4 * dim,
+        norm_eps=1e-6,
+        qkv_bias="blocks.0.attn.qkv.bias" in state,
+        class_token=class_token,
+        pool="mean" if "fc_norm.weight" in state or not class_token else "cls",
+        layer_scale=1e-5 if "blocks.0.ls1.gamma" in state else None,
+    )
+
+
+def convert_timm_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Rename a timm ``VisionTransformer`` state dict to ours, splitting the fused qkv projection.
+
+    Raises:
+        ValueError: a parameter has no counterpart here.
+    """
+    out: dict[str, Tensor] = {}
+    for name, tensor in state.items():
+        qkv = _QKV.match(name)
+        if qkv is not None:
+            layer, kind = qkv.groups()
+            for proj, part in zip(("q_proj", "k_proj", "v_proj"), tensor.chunk(3, dim=0)):  # 3 x (D, D) or (D,)
+                out[f"encoder.layers.{layer}.self_attn.{proj}.{kind}"] = part.contiguous()
+            continue
+        for pattern, target in _RENAMES:
+            new, count = re.subn(pattern, target, name)
+            if count:
+                out[new] = tensor
+                break
+        else:
+            raise ValueError(f"timm ViT parameter {name!r} has no counterpart in polyformer's ViT")
+    return out
+
+
+def _read_state(path: Path) -> dict[str, Tensor]:
+    if not path.is_file():
+        raise FileNotFoundError(f"timm weights file {path} not found")
+    if path.suffix == ".safetensors":
+        return load_file(str(path))
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # unpickling errors have many types
+        raise ValueError(f"cannot read {path} as a plain state dict (weights_only=True): {err}") from err
+    for key in ("state_dict", "model", "state_dict_ema", "model_ema"):  # training checkpoints wrap the weights
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} does not hold a state dict (found {type(state).__name__})")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def read_timm_vit(name: str, path: str | Path) -> tuple[ViTConfig, dict[str, Tensor]]:
+    """Config and renamed weights for the timm model ``name`` stored at ``path`` (nothing is downloaded)."""
+    state = _read_state(Path(path))
+    return vit_config_from_timm(name, state), convert_timm_state_dict(state)

@@ -12,6 +12,7 @@ import torch
 from polyformer.apps import __version__
 from polyformer.apps.bench_attention import attention_command
 from polyformer.apps.bench_moe import moe_command
+from polyformer.apps.cli_vision import vision
 from polyformer.apps.hardware import bf16_is_fast, matmul_gflops
 
 DOMAIN_PACKAGES = ("polyformer.vision", "polyformer.speech", "polyformer.bio", "polyformer.text")
@@ -30,6 +31,7 @@ def bench() -> None:
 
 bench.add_command(attention_command, "attention")
 bench.add_command(moe_command, "moe")
+main.add_command(vision)
 
 
 @main.command()
@@ -74,7 +76,13 @@ def _demo_reversal(echo) -> None:
         echo(f"  {source:<14} -> {guess:<15} ({target}) {'ok' if guess == target else 'WRONG'}")
 
 
-DEMOS = {"core": _demo_reversal}
+def _demo_vision(echo) -> None:
+    from polyformer.apps.demo_vision import run_vision_demo
+
+    run_vision_demo(echo)
+
+
+DEMOS = {"core": _demo_reversal, "vision": _demo_vision}
 
 
 @main.command()

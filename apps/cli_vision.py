@@ -1,0 +1,158 @@
+"""``polyformer vision``: train, evaluate and run ViT image classifiers from the command line.
+
+This module only parses options and prints; the work is in
+:mod:`polyformer.apps.recipes.vision_classification` and :mod:`polyformer.apps.pipelines`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from polyformer.apps.engine import NonFiniteLossError, launch_with_torchrun, shutdown_distributed, under_torchrun
+
+DEFAULT_CONFIGS = {"embedded": "fashion_mnist_embedded", "fashion-mnist": "fashion_mnist_full"}
+FALLBACK_CONFIG = "image_folder"
+USER_ERRORS = (ValueError, FileNotFoundError, NonFiniteLossError)
+
+
+@click.group()
+def vision() -> None:
+    """ViT image classification: train, eval, predict."""
+
+
+def _argv_without_nproc(ctx: click.Context) -> list[str]:
+    """The command's arguments rebuilt from its parsed parameters, minus ``--nproc`` (for the torchrun re-run)."""
+    argv: list[str] = []
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if param.name == "nproc" or value is None or value is False or value == ():
+            continue
+        if isinstance(param, click.Argument):
+            argv += [str(v) for v in value] if isinstance(value, tuple) else [str(value)]
+        elif getattr(param, "is_flag", False):
+            argv.append(param.opts[0])
+        else:
+            argv += [param.opts[0], str(value)]
+    return [*ctx.command_path.split()[1:], *argv]
+
+
+def _apply_options(recipe, data: str, options: dict[str, Any]):
+    """Command-line options take precedence over the config and its key=value overrides."""
+    changes = {
+        "out_dir": options["out_dir"], "batch_size": options["batch_size"], "lr": options["lr"],
+        "resume": options["resume"], "precision": options["precision"],
+    }  # fmt: skip
+    if options["epochs"] is not None:
+        changes.update(epochs=options["epochs"], max_steps=None)
+    if options["max_steps"] is not None:
+        changes["max_steps"] = options["max_steps"]
+    if options["quiet"]:
+        changes["quiet"] = True
+    recipe.train = recipe.train.replace(**{k: v for k, v in changes.items() if v is not None})
+    recipe.data.train = data
+    if options["skip_bad"]:
+        recipe.data.skip_bad = True
+    if options["preset"]:
+        recipe.model["preset"] = options["preset"]
+    return recipe
+
+
+@vision.command()
+@click.argument("data")
+@click.argument("overrides", nargs=-1)
+@click.option("--config", "config_name", help="Recipe config: a shipped name or a TOML file [default: by DATA].")
+@click.option("--preset", help="ViT preset, e.g. vit_nano_patch4_28 (see `polyformer info`).")
+@click.option("--epochs", type=float, help="Passes over the training data.")
+@click.option("--max-steps", type=int, help="Optimizer steps (instead of epochs).")
+@click.option("--batch-size", type=int, help="Global batch size (all processes together).")
+@click.option("--lr", type=float, help="Peak learning rate.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Run directory for checkpoints, logs and the model.")
+@click.option("--resume", type=click.Path(exists=True, file_okay=False), help="Continue from a checkpoint or run directory.")
+@click.option("--nproc", type=int, default=1, show_default=True, help="Processes on this machine (runs torchrun for you).")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), help="Numeric precision [config default].")
+@click.option("--skip-bad", is_flag=True, help="Skip unreadable images (counted) instead of stopping.")
+@click.option("--quiet", is_flag=True, help="No progress output.")
+def train(data: str, overrides: tuple[str, ...], config_name: str | None, nproc: int, **options: Any) -> None:
+    """Train a ViT on DATA: `embedded`, `fashion-mnist`, an image folder, an IDX folder or a CSV file.
+
+    OVERRIDES are recipe config fields as key=value, e.g. `train.weight_decay=0.1 data.augment=trivialaugment`.
+    """
+    if nproc > 1 and not under_torchrun():
+        raise SystemExit(launch_with_torchrun(nproc, _argv_without_nproc(click.get_current_context())))
+    from polyformer.apps.recipes.vision_classification import load_recipe, train_vision_classifier
+
+    bad = [text for text in overrides if "=" not in text]
+    if bad:
+        raise click.UsageError(f"expected key=value overrides after DATA, got {bad}")
+    name = config_name or DEFAULT_CONFIGS.get(data, FALLBACK_CONFIG)
+    try:
+        recipe = _apply_options(load_recipe(name, overrides), data, options)
+        train_vision_classifier(recipe, echo=click.echo)
+    except USER_ERRORS as err:
+        raise click.ClickException(str(err)) from err
+    finally:
+        shutdown_distributed()
+
+
+@vision.command("eval")
+@click.argument("data", default="embedded")
+@click.option("--model", "model_dir", help="Model, checkpoint or run directory [default: the shipped Fashion-MNIST ViT].")
+@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "test", "val"]))
+@click.option("--batch-size", default=256, show_default=True, type=int)
+@click.option("--precision", default="fp32", show_default=True, type=click.Choice(["auto", "fp32", "bf16"]))
+@click.option("--confusion-png", default="confusion_matrix.png", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--skip-bad", is_flag=True, help="Skip unreadable images (counted) instead of stopping.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def evaluate(data: str, model_dir: str | None, split: str, batch_size: int, precision: str, confusion_png: str, skip_bad: bool, as_json: bool) -> None:
+    """Accuracy, per-class accuracy and a confusion-matrix PNG of a model on DATA [default: embedded]."""
+    from polyformer.apps.pipelines import resolve_model_dir
+    from polyformer.apps.recipes.vision_classification import (
+        evaluate_classifier,
+        open_eval_dataset,
+        plot_confusion_matrix,
+    )
+    from polyformer.vision.vit import ViT
+
+    try:
+        model = ViT.from_pretrained(resolve_model_dir(model_dir))
+        dataset = open_eval_dataset(model, data, split, skip_bad)
+        report = evaluate_classifier(model, dataset, batch_size, precision)
+    except USER_ERRORS as err:
+        raise click.ClickException(str(err)) from err
+    report["skipped"] = getattr(dataset, "num_skipped", 0)
+    report["confusion_png"] = str(plot_confusion_matrix(report["confusion_matrix"], report["classes"], confusion_png))
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(f"accuracy {report['accuracy']:.2%} on {report['images']} images ({data}, {split}); loss {report['loss']:.4f}")
+    for name, accuracy in report["per_class_accuracy"].items():
+        click.echo(f"  {name:<20} {accuracy:.2%}")
+    if report["skipped"]:
+        click.echo(f"skipped {report['skipped']} unreadable images")
+    click.echo(f"confusion matrix: {report['confusion_png']}")
+
+
+@vision.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--model", "model_dir", help="Model, checkpoint or run directory [default: the shipped Fashion-MNIST ViT].")
+@click.option("--top-k", default=3, show_default=True, type=int)
+@click.option("--batch-size", default=32, show_default=True, type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: one object per image.")
+def predict(images: tuple[str, ...], model_dir: str | None, top_k: int, batch_size: int, as_json: bool) -> None:
+    """Top-k labels with probabilities for each IMAGE."""
+    from polyformer.apps.pipelines import pipeline
+
+    try:
+        classify = pipeline("image-classification", model=model_dir, top_k=top_k, batch_size=batch_size)
+        results = classify(list(images))
+    except (*USER_ERRORS, TypeError) as err:
+        raise click.ClickException(str(err)) from err
+    if as_json:
+        click.echo(json.dumps([{"image": path, "predictions": found} for path, found in zip(images, results)], indent=2))
+        return
+    for path, found in zip(images, results):
+        click.echo(f"{Path(path).name}: " + ", ".join(f"{p['label']} {p['score']:.1%}" for p in found))

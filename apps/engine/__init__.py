@@ -1,0 +1,39 @@
+"""The training engine: one loop for every domain, on one process or under torchrun.
+
+Typical use from a recipe::
+
+    from polyformer.apps.engine import ClassificationTask, TrainingConfig, train
+
+    config = TrainingConfig(out_dir="runs/vit", batch_size=128, epochs=10, lr=1e-3, checkpoint_every=500)
+    result = train(model, ClassificationTask(num_classes=10), train_set, config, eval_data=test_set)
+
+See :mod:`.loop` for the loop, :mod:`.checkpoint` for the checkpoint layout and
+:mod:`.distributed` for torchrun.
+"""
+
+from .checkpoint import (
+    CheckpointManager,
+    find_checkpoints,
+    load_training_state,
+    resolve_checkpoint,
+    write_model_directory,
+)
+from .config import PRECISIONS, TrainingConfig
+from .distributed import (
+    DistributedContext,
+    init_distributed,
+    launch_with_torchrun,
+    shutdown_distributed,
+    torchrun_command,
+    under_torchrun,
+)
+from .ema import ModelEMA
+from .loop import NonFiniteLossError, TrainResult, evaluate, train
+from .optim import build_adamw, decay_parameter_groups, warmup_cosine_factor, warmup_cosine_schedule
+from .precision import autocast, resolve_precision
+from .randomness import capture_rng_state, restore_rng_state, seed_everything
+from .run_log import MetricsLog, ProgressReporter, plot_training_curves, read_metrics
+from .sampling import ReproducibleSamples, ResumableBatchSampler
+from .tasks import ClassificationTask, TrainingTask, logits_of
+
+__all__ = [name for name in dir() if not name.startswith("_")]

@@ -1,0 +1,376 @@
+"""The training loop and evaluation: plain functions over a small bundle of run state.
+
+``train`` runs on one process or, unchanged, under ``torchrun`` (DDP, or FSDP2 with
+``fsdp=True``). Each optimizer step takes ``grad_accum`` micro-batches per process, clips the
+global gradient norm, steps AdamW and the warmup-cosine schedule and updates the EMA. Every
+``checkpoint_every`` steps and at the end it evaluates (if given validation data) and writes a
+checkpoint; ``resume`` continues from one exactly: same weights as a run never interrupted.
+
+A non-finite loss or gradient norm raises :class:`NonFiniteLossError` before the weights are
+touched, so the last checkpoint on disk is the last good state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from .checkpoint import (
+    CheckpointManager,
+    load_model_weights,
+    load_training_state,
+    resolve_checkpoint,
+    write_model_directory,
+)
+from .config import TrainingConfig
+from .distributed import DistributedContext, all_reduce_sum, init_distributed, wrap_model
+from .ema import ModelEMA
+from .optim import build_adamw, warmup_cosine_schedule
+from .precision import autocast, resolve_precision
+from .randomness import seed_everything
+from .run_log import MetricsLog, ProgressReporter, plot_training_curves
+from .sampling import ReproducibleSamples, ResumableBatchSampler, seeded_global_generators
+from .state import restore_run_state, save_run_checkpoint
+from .tasks import TrainingTask, plain_value, to_device
+
+__all__ = ["NonFiniteLossError", "TrainResult", "evaluate", "train"]
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss or the gradient norm became NaN or infinite; the weights of that step were not applied.
+
+    Attributes:
+        step: the optimizer step (1-based) that failed.
+        last_checkpoint: the newest checkpoint on disk, or None.
+    """
+
+    def __init__(self, step: int, what: str, value: float, last_checkpoint: Path | None):
+        self.step, self.last_checkpoint = step, last_checkpoint
+        where = f"the last good checkpoint is {last_checkpoint}" if last_checkpoint else "no checkpoint was written yet"
+        super().__init__(
+            f"{what} is {value} at step {step}; training stopped without applying that step ({where}). "
+            "Lower the learning rate, use fp32, or check the data, then resume from the checkpoint."
+        )
+
+
+@dataclass
+class TrainResult:
+    """What a finished run produced."""
+
+    steps: int  # optimizer steps done
+    metrics: dict[str, Any]  # last validation metrics (empty without validation data)
+    out_dir: Path  # the run directory
+    model_dir: Path | None  # <out_dir>/model: final weights (EMA weights when EMA is on); None off the main process
+    last_checkpoint: Path | None  # newest checkpoint
+    best_checkpoint: Path | None  # best checkpoint by config.best_metric
+
+
+@dataclass
+class _Run:
+    """Mutable state of one training run, shared by the functions below."""
+
+    config: TrainingConfig
+    context: DistributedContext
+    task: TrainingTask
+    model: nn.Module  # the bare model
+    module: nn.Module  # what is called in training: the model, DDP around it, or FSDP-sharded
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    sampler: ResumableBatchSampler
+    loader: DataLoader
+    precision: str
+    total_steps: int
+    manager: CheckpointManager
+    log: MetricsLog
+    ema: ModelEMA | None = None
+    eval_data: Dataset | None = None
+    collate_fn: Callable | None = None
+    step: int = 0
+    epoch: int = 0
+    epoch_step: int = 0
+    last_metrics: dict[str, Any] = field(default_factory=dict)
+    last_eval_step: int = -1
+    window: list[dict[str, float]] = field(default_factory=list)
+    window_start: float = 0.0
+
+
+def train(
+    model: nn.Module,
+    task: TrainingTask,
+    train_data: Dataset,
+    config: TrainingConfig,
+    eval_data: Dataset | None = None,
+    collate_fn: Callable | None = None,
+    on_step_end: Callable[[int, dict[str, float]], None] | None = None,
+    echo: Callable[[str], None] = print,
+) -> TrainResult:
+    """Train ``model`` on ``train_data`` as ``config`` says; see the module docstring.
+
+    Args:
+        model: the bare model (a core ``PretrainedModel`` to get loadable checkpoints), freshly
+            built on every process with the same seed.
+        task: loss and metrics (e.g. :class:`~polyformer.apps.engine.tasks.ClassificationTask`).
+        train_data: a map-style dataset; random transforms are seeded per sample and epoch.
+        config: the run settings.
+        eval_data: validation data, evaluated at checkpoints and at the end.
+        collate_fn: DataLoader collate function for both datasets.
+        on_step_end: called after each optimizer step with the step and its local values.
+        echo: where progress lines go when stdout is not a terminal.
+
+    Returns:
+        Paths and final metrics of the run.
+
+    Raises:
+        NonFiniteLossError: the loss or gradient norm became NaN/inf.
+    """
+    context = init_distributed()
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    run = _start_run(model, task, train_data, config, context, eval_data, collate_fn)
+    mode = "quiet" if config.quiet or not context.is_main else None
+    progress = ProgressReporter(run.total_steps, run.step, mode=mode, echo=echo)
+    try:
+        _train_steps(run, progress, on_step_end)
+    except NonFiniteLossError as error:
+        run.log.write("stopped", step=error.step, reason=str(error))
+        raise
+    finally:
+        progress.close()
+    return _finish(run, progress)
+
+
+def _start_run(model, task, train_data, config, context, eval_data, collate_fn) -> _Run:
+    resume_dir = resolve_checkpoint(config.resume) if config.resume else None
+    state = load_training_state(resume_dir) if resume_dir is not None else None
+    if resume_dir is not None:
+        load_model_weights(model, resume_dir)  # before wrapping: DDP broadcasts, FSDP shards these
+    seed_everything(config.seed + context.rank)
+    module = wrap_model(model, context, config.fsdp)
+    optimizer = build_adamw(model, config.lr, config.weight_decay, config.betas)
+    sampler = ResumableBatchSampler(
+        len(train_data), config.batch_size, config.grad_accum, context.rank, context.world_size, config.seed, keys_with_epoch=True
+    )
+    total = config.max_steps or max(1, math.ceil(config.epochs * sampler.steps_per_epoch))
+    warmup = config.warmup_steps if config.warmup_steps is not None else round(config.warmup_fraction * total)
+    loader = DataLoader(
+        ReproducibleSamples(train_data, config.seed),
+        batch_sampler=sampler,
+        num_workers=config.num_workers,
+        collate_fn=collate_fn,
+        generator=torch.Generator().manual_seed(config.seed),  # keeps the global RNG untouched
+        persistent_workers=config.num_workers > 0,
+        pin_memory=context.device.type == "cuda",
+    )
+    out = Path(config.out_dir)
+    run = _Run(
+        config=config, context=context, task=task, model=model, module=module, optimizer=optimizer,
+        scheduler=warmup_cosine_schedule(optimizer, warmup, total, config.min_lr_ratio), sampler=sampler, loader=loader,
+        precision=resolve_precision(config.precision, context.device), total_steps=total,
+        manager=CheckpointManager(out / "checkpoints", config.keep_last, config.best_metric, config.best_mode),
+        log=MetricsLog(out / "metrics.jsonl" if context.is_main else None),
+        ema=ModelEMA(model, config.ema_decay) if config.ema_decay else None, eval_data=eval_data, collate_fn=collate_fn,
+    )  # fmt: skip
+    if context.is_main:
+        run.manager.remove_leftovers()
+    if state is not None:
+        restore_run_state(run, state)
+        run.log.truncate_after(run.step)
+    run.log.write(
+        "start", step=run.step, total_steps=total, world_size=context.world_size, precision=run.precision,
+        resumed_from=str(resume_dir) if resume_dir else None, config=config.to_dict(),
+    )  # fmt: skip
+    return run
+
+
+def _train_steps(run: _Run, progress: ProgressReporter, on_step_end) -> None:
+    run.window_start = time.perf_counter()
+    while run.step < run.total_steps:
+        run.sampler.set_position(run.epoch, run.epoch_step)
+        micro_batches = iter(run.loader)
+        while run.step < run.total_steps:
+            batches = [next(micro_batches) for _ in range(run.config.grad_accum)]
+            values = _optimizer_step(run, batches)
+            run.step += 1
+            run.epoch_step += 1
+            epoch_done = run.epoch_step == run.sampler.steps_per_epoch
+            if epoch_done:
+                run.epoch, run.epoch_step = run.epoch + 1, 0
+            progress.advance()
+            _after_step(run, values, progress)
+            if on_step_end is not None:
+                on_step_end(run.step, values)
+            if epoch_done:
+                break
+        del micro_batches
+
+
+def _gradient_sync(run: _Run, sync: bool):
+    """Skip the gradient all-reduce on all but the last micro-batch of a step."""
+    if not run.context.is_distributed or sync:
+        if run.config.fsdp and run.context.is_distributed:
+            run.module.set_requires_gradient_sync(True)
+        return contextlib.nullcontext()
+    if run.config.fsdp:
+        run.module.set_requires_gradient_sync(False)
+        return contextlib.nullcontext()
+    return run.module.no_sync()
+
+
+def _optimizer_step(run: _Run, batches: list) -> dict[str, float]:
+    run.module.train()
+    accum, loss_total = len(batches), 0.0
+    for index, batch in enumerate(batches):
+        batch = to_device(batch, run.context.device)
+        with _gradient_sync(run, sync=index == accum - 1):
+            with autocast(run.precision, run.context.device):
+                loss = run.task.loss(run.module, batch)
+            (loss / accum).backward()
+        loss_total += loss.detach().float().item()
+    parameters = [p for p in run.model.parameters() if p.grad is not None]
+    max_norm = run.config.clip_grad_norm if run.config.clip_grad_norm is not None else math.inf
+    grad_norm = torch.nn.utils.clip_grad_norm_(parameters, max_norm)
+    grad_norm = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
+    step, loss_mean = run.step + 1, loss_total / accum
+    for what, value in (("the training loss", loss_mean), ("the gradient norm", grad_norm)):
+        if not math.isfinite(value):
+            run.optimizer.zero_grad(set_to_none=True)
+            raise NonFiniteLossError(step, what, value, run.manager.latest_path())
+    lr = run.optimizer.param_groups[0]["lr"]
+    run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scheduler.step()
+    if run.ema is not None:
+        run.ema.update(run.model)
+    return {"loss": loss_mean, "lr": lr, "grad_norm": grad_norm}
+
+
+def _after_step(run: _Run, values: dict[str, float], progress: ProgressReporter) -> None:
+    config, step = run.config, run.step
+    run.window.append(values)
+    is_last = step == run.total_steps
+    if step % config.log_every == 0 or is_last:
+        _log_training(run, progress)
+    checkpoint_due = is_last or (config.checkpoint_every is not None and step % config.checkpoint_every == 0)
+    if config.eval_every is not None:
+        eval_due = step % config.eval_every == 0 or is_last
+    else:
+        eval_due = checkpoint_due
+    metrics = None
+    if eval_due and run.eval_data is not None:
+        metrics = _evaluate_run(run)
+        progress.message(f"step {step}: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
+    if checkpoint_due:
+        path = save_run_checkpoint(run, metrics)
+        progress.message(f"step {step}: checkpoint {path}")
+
+
+def _log_training(run: _Run, progress: ProgressReporter) -> None:
+    """Average the window's losses over processes, then write and show them."""
+    count = len(run.window)
+    loss_sum, = all_reduce_sum([sum(v["loss"] for v in run.window)], run.context)
+    elapsed = time.perf_counter() - run.window_start
+    values = {
+        "loss": loss_sum / (count * run.context.world_size),
+        "lr": run.window[-1]["lr"],
+        "grad_norm": run.window[-1]["grad_norm"],
+        "samples_per_s": count * run.config.batch_size / max(elapsed, 1e-9),
+    }
+    run.log.write("train", step=run.step, epoch=run.epoch, **values)
+    progress.report(run.step, values)
+    run.window, run.window_start = [], time.perf_counter()
+
+
+def _evaluate_run(run: _Run) -> dict[str, Any]:
+    model = run.ema.module if run.ema is not None else (run.module if run.config.fsdp else run.model)
+    batch_size = run.config.eval_batch_size or run.sampler.micro_batch
+    with seeded_global_generators(run.config.seed):  # evaluation neither uses nor disturbs the training RNG
+        metrics = evaluate(
+            model, run.task, run.eval_data, batch_size, run.context, run.precision, run.collate_fn,
+            run.config.num_workers, lockstep=run.config.fsdp and run.context.is_distributed,
+        )  # fmt: skip
+    run.last_metrics, run.last_eval_step = metrics, run.step
+    scalars = {k: v for k, v in metrics.items() if isinstance(v, float)}
+    run.log.write("eval", step=run.step, epoch=run.epoch, **scalars)
+    return metrics
+
+
+def _finish(run: _Run, progress: ProgressReporter) -> TrainResult:
+    if run.eval_data is not None and run.last_eval_step != run.step:
+        _evaluate_run(run)  # resumed from the final checkpoint: report its metrics again
+    out = Path(run.config.out_dir)
+    full_state = _full_model_state(run) if run.config.fsdp and run.context.is_distributed else None
+    model_dir = None
+    if run.context.is_main:
+        final = run.ema.module if run.ema is not None else run.model
+        model_dir = write_model_directory(final, out / "model", None if run.ema is not None else full_state)
+        if run.config.plot:
+            plot_training_curves(out / "metrics.jsonl", out / "curves.png")
+        run.log.write("end", step=run.step, metrics={k: v for k, v in run.last_metrics.items() if isinstance(v, float)})
+    run.context.barrier()
+    return TrainResult(run.step, run.last_metrics, out, model_dir, run.manager.latest_path(), run.manager.best_path)
+
+
+def _full_model_state(run: _Run) -> dict[str, torch.Tensor]:
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(run.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    task: TrainingTask,
+    data: Dataset,
+    batch_size: int = 256,
+    context: DistributedContext | None = None,
+    precision: str = "fp32",
+    collate_fn: Callable | None = None,
+    num_workers: int = 0,
+    lockstep: bool = False,
+) -> dict[str, Any]:
+    """Streaming evaluation of ``task``'s metrics over ``data``, split across processes.
+
+    Args:
+        model: the model to call (bare, EMA copy, or FSDP module).
+        task: provides the metrics and how a batch updates them.
+        data: map-style dataset.
+        batch_size: per-process batch.
+        context: process placement; None = this process alone on the CPU.
+        precision: "fp32" or "bf16" (autocast).
+        collate_fn: DataLoader collate function.
+        num_workers: DataLoader workers.
+        lockstep: every process runs the same number of forward passes (needed with FSDP, whose
+            forward is a collective); the extra ones are not counted.
+
+    Returns:
+        Metric name -> float (scalar metrics) or nested lists (per-class values, matrices).
+    """
+    context = context or DistributedContext()
+    metrics = {name: metric.to(context.device) for name, metric in task.make_metrics().items()}
+    indices = list(range(context.rank, len(data), context.world_size))
+    loader = DataLoader(data, batch_size=batch_size, sampler=indices, collate_fn=collate_fn, num_workers=num_workers,
+                        generator=torch.Generator())  # fmt: skip
+    was_training = model.training
+    model.eval()
+    last = None
+    for batch in loader:
+        last = to_device(batch, context.device)
+        with autocast(precision, context.device):
+            task.update_metrics(metrics, model, last)
+    if lockstep and last is not None:
+        per_rank = math.ceil(math.ceil(len(data) / context.world_size) / batch_size)
+        throwaway = {name: metric.to(context.device) for name, metric in task.make_metrics().items()}
+        for _ in range(per_rank - len(loader)):
+            with autocast(precision, context.device):
+                task.update_metrics(throwaway, model, last)
+    model.train(was_training)
+    return {name: plain_value(metric.compute()) for name, metric in metrics.items()}

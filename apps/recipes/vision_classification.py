@@ -1,0 +1,284 @@
+"""Image classification with a ViT, explicitly: build the model, build the data, train, evaluate, save.
+
+A recipe is data: a TOML config (``apps/recipes/configs/*.toml``) with a ``[model]`` table (a
+ViT preset plus config overrides), a ``[data]`` table (:class:`ImageDataSettings`) and a
+``[train]`` table (:class:`~polyformer.apps.engine.TrainingConfig`), changed by ``key=value``
+overrides. The shipped checkpoint ``apps/checkpoints/vit_fashion_mnist`` comes from
+``fashion_mnist_embedded.toml``.
+
+Shape legend: B batch, C channels, S image side, K classes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset, Subset
+
+from polyformer.apps.engine import (
+    ClassificationTask,
+    TrainingConfig,
+    TrainResult,
+    evaluate,
+    init_distributed,
+    resolve_precision,
+    seed_everything,
+    train,
+)
+from polyformer.apps.recipes.toml_config import read_recipe_config
+from polyformer.core import create_model
+from polyformer.vision.data import (
+    BatchMixer,
+    ImageClassificationDataset,
+    build_eval_transform,
+    build_train_transform,
+    open_image_dataset,
+)
+from polyformer.vision.vit import ViT, ViTConfig
+
+__all__ = [
+    "ImageDataSettings",
+    "VisionClassificationRecipe",
+    "build_datasets",
+    "build_model",
+    "evaluate_classifier",
+    "load_recipe",
+    "open_eval_dataset",
+    "plot_confusion_matrix",
+    "train_vision_classifier",
+]
+
+
+@dataclass
+class ImageDataSettings:
+    """Where the images come from and how training images are augmented."""
+
+    train: str = "embedded"  # "embedded", "fashion-mnist", an image folder, an IDX folder or a CSV file
+    eval: str = ""  # validation data; "" = the test split of `train`, or a held-out part when it has none
+    val_fraction: float = 0.1  # share of the training images held out when the data has no test split
+    train_limit: int = 0  # use only this many training images (a seeded random subset); 0 = all
+    eval_limit: int = 0  # use only this many validation images; 0 = all
+    augment: str = "none"  # none | randaugment | trivialaugment | autoaugment
+    crop_scale: tuple[float, float] = (0.8, 1.0)  # area range of the random resized crop; [1, 1] = resize only
+    hflip: float = 0.5  # probability of a horizontal flip
+    random_erasing: float = 0.0  # probability of erasing a rectangle
+    mixup_alpha: float = 0.0  # Mixup Beta(alpha, alpha); 0 = off
+    cutmix_alpha: float = 0.0  # CutMix Beta(alpha, alpha); 0 = off
+    mix_prob: float = 1.0  # probability that a batch is mixed (when Mixup or CutMix is on)
+    label_smoothing: float = 0.0  # cross-entropy label smoothing
+    skip_bad: bool = False  # skip unreadable images (counted) instead of stopping
+
+    def __post_init__(self) -> None:
+        self.crop_scale = tuple(self.crop_scale)
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"data.val_fraction must be in (0, 1), got {self.val_fraction}")
+        if self.train_limit < 0 or self.eval_limit < 0:
+            raise ValueError("data.train_limit and data.eval_limit must be >= 0 (0 = all images)")
+
+
+@dataclass
+class VisionClassificationRecipe:
+    """A full recipe: model, data and training settings."""
+
+    name: str  # the config's name, e.g. "fashion_mnist_embedded"
+    model: dict[str, Any] = field(default_factory=lambda: {"preset": "vit_nano_patch4_28"})  # preset + ViTConfig fields
+    data: ImageDataSettings = field(default_factory=ImageDataSettings)
+    train: TrainingConfig = field(default_factory=TrainingConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "model": dict(self.model), "data": dataclasses.asdict(self.data), "train": self.train.to_dict()}
+
+
+def _fill(cls: type, table: dict[str, Any], section: str) -> Any:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ValueError(f"unknown [{section}] field(s) {unknown}; known fields: {sorted(known)}")
+    return cls(**table)
+
+
+def load_recipe(name_or_path: str | Path, overrides: Sequence[str] = ()) -> VisionClassificationRecipe:
+    """Read a recipe config (shipped name or TOML path) and apply ``key=value`` overrides.
+
+    Raises:
+        FileNotFoundError: no such config.
+        ValueError: unknown sections or fields, or invalid values (the message names them).
+    """
+    config = read_recipe_config(name_or_path, overrides)
+    unknown = sorted(set(config) - {"model", "data", "train"})
+    if unknown:
+        raise ValueError(f"recipe config {name_or_path}: unknown section(s) {unknown}; expected [model], [data], [train]")
+    model = dict(config.get("model", {}))
+    if "preset" not in model:
+        raise ValueError(f"recipe config {name_or_path}: [model] needs a preset, e.g. preset = \"vit_nano_patch4_28\"")
+    data = _fill(ImageDataSettings, config.get("data", {}), "data")
+    training = _fill(TrainingConfig, config.get("train", {}), "train")
+    return VisionClassificationRecipe(Path(str(name_or_path)).stem, model, data, training)
+
+
+def build_model(model_settings: dict[str, Any], class_names: Sequence[str]) -> ViT:
+    """The ViT preset with its config overrides, sized for ``class_names``."""
+    fields = {k: v for k, v in model_settings.items() if k != "preset"}
+    fields.update(num_classes=len(class_names), class_names=list(class_names))
+    model = create_model(model_settings["preset"], **fields)
+    if not isinstance(model, ViT):
+        raise ValueError(f"preset {model_settings['preset']!r} is not a ViT; pick one of the vit_* presets")
+    return model
+
+
+def _limited(dataset: Dataset, limit: int, seed: int) -> Dataset:
+    if not limit or limit >= len(dataset):
+        return dataset
+    generator = torch.Generator().manual_seed(seed)
+    return Subset(dataset, torch.randperm(len(dataset), generator=generator)[:limit].sort().values.tolist())
+
+
+def _same_items(a: Dataset, b: Dataset) -> bool:
+    """True when two opened datasets list the same files (a folder without a test split)."""
+    paths_a, paths_b = getattr(a, "paths", None), getattr(b, "paths", None)
+    return paths_a is not None and paths_a == paths_b
+
+
+def build_datasets(recipe: VisionClassificationRecipe, train_set: ImageClassificationDataset, config: ViTConfig) -> tuple[Dataset, Dataset]:
+    """Training and validation datasets with the transforms ``config`` needs.
+
+    Args:
+        recipe: the recipe (its ``data`` settings and seed).
+        train_set: the opened training images (their transform is set here).
+        config: the model's config (image size, channels, normalisation, class names).
+
+    The validation data is ``data.eval``, else the test split of ``data.train``; a folder with
+    no test split gives up a seeded ``val_fraction`` of its images instead.
+    """
+    settings, seed = recipe.data, recipe.train.seed
+    size, channels, mean, std = config.image_size, config.in_channels, config.image_mean, config.image_std
+    train_set.transform = build_train_transform(
+        size, channels, mean, std, crop_scale=settings.crop_scale, hflip=settings.hflip,
+        augment=settings.augment, random_erasing=settings.random_erasing,
+    )  # fmt: skip
+    eval_tf = build_eval_transform(size, channels, mean, std)
+    eval_source = settings.eval or settings.train
+    eval_set = open_image_dataset(eval_source, "test", eval_tf, skip_bad=settings.skip_bad, class_names=train_set.classes)
+    train_data: Dataset = train_set
+    if not settings.eval and _same_items(train_set, eval_set):
+        order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(seed)).tolist()
+        held_out = max(1, round(settings.val_fraction * len(order)))
+        train_data, eval_set = Subset(train_set, sorted(order[held_out:])), Subset(eval_set, sorted(order[:held_out]))
+    return _limited(train_data, settings.train_limit, seed), _limited(eval_set, settings.eval_limit, seed + 1)
+
+
+def _skipped_files(*datasets: Dataset) -> set[str]:
+    """Unreadable files that ``skip_bad`` left out of any of ``datasets`` (each counted once)."""
+    files = set()
+    for dataset in datasets:
+        while isinstance(dataset, Subset):
+            dataset = dataset.dataset
+        files.update(path for path, _ in getattr(dataset, "skipped", []))
+    return files
+
+
+def _task(recipe: VisionClassificationRecipe, num_classes: int) -> ClassificationTask:
+    data = recipe.data
+    mixer = None
+    if data.mixup_alpha > 0 or data.cutmix_alpha > 0:
+        mixer = BatchMixer(num_classes, data.mixup_alpha, data.cutmix_alpha, data.mix_prob)
+    return ClassificationTask(num_classes, label_smoothing=data.label_smoothing, batch_transform=mixer)
+
+
+def train_vision_classifier(recipe: VisionClassificationRecipe, echo: Callable[[str], None] = print) -> TrainResult:
+    """Build the model and the data, train, evaluate and save, as the recipe says.
+
+    Works unchanged under torchrun (every process calls it). The run directory
+    (``recipe.train.out_dir``) gets ``recipe.json``, the checkpoints, ``metrics.jsonl``,
+    ``curves.png`` and ``model/`` (the final model, loadable with ``ViT.from_pretrained``).
+
+    Returns:
+        The engine's result (final validation metrics and paths).
+    """
+    context = init_distributed()
+    say = echo if context.is_main and not recipe.train.quiet else (lambda text: None)
+    start = time.perf_counter()
+    train_set = open_image_dataset(recipe.data.train, "train", skip_bad=recipe.data.skip_bad)
+    seed_everything(recipe.train.seed)
+    model = build_model(recipe.model, train_set.classes)
+    train_data, eval_data = build_datasets(recipe, train_set, model.config)
+    classes = train_set.classes
+    parameters = sum(p.numel() for p in model.parameters())
+    say(
+        f"{recipe.model['preset']}: {parameters / 1e6:.2f}M parameters, {len(classes)} classes; "
+        f"{len(train_data)} training / {len(eval_data)} validation images"
+        + (f"; skipped {len(_skipped_files(train_data, eval_data))} unreadable images" if recipe.data.skip_bad else "")
+    )
+    if context.is_main:
+        out = Path(recipe.train.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=2) + "\n")
+    result = train(model, _task(recipe, len(classes)), train_data, recipe.train, eval_data=eval_data, echo=say)
+    accuracy = result.metrics.get("accuracy")
+    say(
+        f"done in {time.perf_counter() - start:.0f}s: {result.steps} steps"
+        + (f", validation accuracy {accuracy:.2%}" if accuracy is not None else "")
+        + f"; model in {result.model_dir}"
+    )
+    return result
+
+
+def open_eval_dataset(model: ViT, source: str, split: str = "test", skip_bad: bool = False) -> Dataset:
+    """``split`` of ``source`` with the model's evaluation transform and class order."""
+    cfg = model.config
+    transform = build_eval_transform(cfg.image_size, cfg.in_channels, cfg.image_mean, cfg.image_std)
+    return open_image_dataset(source, split, transform, skip_bad=skip_bad, class_names=cfg.class_names)
+
+
+def evaluate_classifier(model: ViT, dataset: Dataset, batch_size: int = 256, precision: str = "fp32") -> dict[str, Any]:
+    """Accuracy, loss, per-class accuracy and the confusion matrix of ``model`` on ``dataset``.
+
+    Returns:
+        Plain values: ``accuracy``, ``loss``, ``per_class_accuracy`` (class name -> accuracy),
+        ``confusion_matrix`` (rows = true class, columns = predicted), ``classes``, ``images``.
+    """
+    classes = list(model.config.class_names or [str(i) for i in range(model.config.num_classes)])
+    task = ClassificationTask(len(classes), detailed=True)
+    metrics = evaluate(model, task, dataset, batch_size=batch_size, precision=resolve_precision(precision, torch.device("cpu")))
+    return {
+        "accuracy": metrics["accuracy"],
+        "loss": metrics["loss"],
+        "per_class_accuracy": dict(zip(classes, metrics["per_class_accuracy"])),
+        "confusion_matrix": metrics["confusion_matrix"],
+        "classes": classes,
+        "images": len(dataset),
+    }
+
+
+def plot_confusion_matrix(matrix: Sequence[Sequence[int]], classes: Sequence[str], path: str | Path) -> Path:
+    """Save a confusion matrix (rows = true class, columns = predicted) as a PNG with counts in the cells."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = torch.tensor(matrix)
+    size = max(4.0, 0.6 * len(classes) + 2)
+    figure, axis = plt.subplots(figsize=(size, size))
+    axis.imshow(counts.numpy(), cmap="Blues")
+    axis.set(xticks=range(len(classes)), yticks=range(len(classes)), xlabel="predicted", ylabel="true", title="confusion matrix")
+    axis.set_xticklabels(classes, rotation=45, ha="right")
+    axis.set_yticklabels(classes)
+    threshold = counts.max().item() / 2
+    for row in range(len(classes)):
+        for column in range(len(classes)):
+            value = int(counts[row, column])
+            axis.text(column, row, value, ha="center", va="center", fontsize=7, color="white" if value > threshold else "black")
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

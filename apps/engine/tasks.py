@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchmetrics import MeanMetric, Metric
-from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
+if TYPE_CHECKING:
+    from torchmetrics import Metric
 
 __all__ = ["ClassificationTask", "TrainingTask", "logits_of", "plain_value", "to_device"]
 
@@ -69,6 +70,9 @@ class ClassificationTask:
         return F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
 
     def make_metrics(self) -> dict[str, Metric]:
+        from torchmetrics import MeanMetric  # imported on first use: torchmetrics takes seconds to import
+        from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
         metrics: dict[str, Metric] = {
             "accuracy": MulticlassAccuracy(self.num_classes, average="micro"),
             "loss": MeanMetric(),

@@ -175,6 +175,24 @@ def _combined_mask(mask: Tensor | None, is_causal: bool, tq: int, tk: int, devic
     return mask.masked_fill(~tri, float("-inf"))
 
 
+def key_padding_only(mask: Tensor | None, backend: str) -> Tensor | None:
+    """A boolean key-padding mask as (B|1, H|1, 1, Tk), for backends that support no other mask.
+
+    Raises:
+        ValueError: the mask is additive or varies along the queries.
+    """
+    if mask is None:
+        return None
+    while mask.dim() < 4:
+        mask = mask.unsqueeze(0)
+    if mask.dtype != torch.bool or mask.shape[-2] != 1:
+        raise ValueError(
+            f"{backend} attention supports only boolean key-padding masks shaped (B, 1, 1, Tk); "
+            f"got a {mask.dtype} mask of shape {tuple(mask.shape)}. Use 'eager', 'sdpa' or 'chunked' for other masks"
+        )
+    return mask
+
+
 def eager_attention(
     q: Tensor,
     k: Tensor,
@@ -195,16 +213,17 @@ def eager_attention(
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     scores = torch.matmul(q, k.transpose(-2, -1)) * scale  # (B, H, Tq, Tk)
     full = _combined_mask(mask, is_causal, tq, tk, q.device)
-    if full is not None:
+    if full is None:
+        weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+    else:
         if full.dtype == torch.bool:
             scores = scores.masked_fill(~full, float("-inf"))
         else:
             scores = scores + full
-    # A row of all -inf would give NaN; give it a zero distribution instead.
-    row_max = scores.amax(dim=-1, keepdim=True)
-    empty = torch.isneginf(row_max)
-    scores = scores.masked_fill(empty, 0.0)
-    weights = torch.softmax(scores.float(), dim=-1).to(q.dtype).masked_fill(empty, 0.0)
+        # Only a mask can empty a row; a row of all -inf would give NaN, so give it zeros instead.
+        empty = torch.isneginf(scores.amax(dim=-1, keepdim=True))
+        scores = scores.masked_fill(empty, 0.0)
+        weights = torch.softmax(scores.float(), dim=-1).to(q.dtype).masked_fill(empty, 0.0)
     dropped = F.dropout(weights, p=dropout_p) if dropout_p > 0.0 else weights
     out = torch.matmul(dropped, v)  # (B, H, Tq, Dh)
     return (out, weights) if return_weights else out

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..attention import AttentionBackend, register_attention_backend
+from ..attention import AttentionBackend, key_padding_only, register_attention_backend
 
 __all__ = ["LinformerAttention", "SHARE_MODES"]
 
@@ -38,16 +38,8 @@ SHARE_MODES = ("layer", "head", "kv")
 
 def _key_padding(mask: Tensor | None, tk: int) -> Tensor | None:
     """A boolean key mask (B|1, H|1, 1, Tk) from ``mask``, or a ValueError for other masks."""
-    if mask is None:
-        return None
-    while mask.dim() < 4:
-        mask = mask.unsqueeze(0)
-    if mask.dtype != torch.bool or mask.shape[-2] != 1:
-        raise ValueError(
-            "linformer attention supports only boolean key-padding masks shaped (B, 1, 1, Tk); "
-            f"got a {mask.dtype} mask of shape {tuple(mask.shape)}. Use 'eager', 'sdpa' or 'chunked' for other masks"
-        )
-    return mask.expand(*mask.shape[:-1], tk)
+    keep = key_padding_only(mask, "linformer")
+    return None if keep is None else keep.expand(*keep.shape[:-1], tk)
 
 
 @register_attention_backend("linformer")

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..attention import AttentionBackend, register_attention_backend
+from ..attention import AttentionBackend, key_padding_only, register_attention_backend
 
 __all__ = ["PerformerAttention", "PerformerState", "orthogonal_random_features"]
 
@@ -123,16 +123,8 @@ def _causal_scan(q_feat: Tensor, k_logits: Tensor, v_ext: Tensor, state: Perform
 
 def _key_keep(mask: Tensor | None) -> Tensor | None:
     """A (B|1, H|1, Tk, 1) boolean keep-mask from a key-padding mask, else a ValueError."""
-    if mask is None:
-        return None
-    while mask.dim() < 4:
-        mask = mask.unsqueeze(0)
-    if mask.dtype != torch.bool or mask.shape[-2] != 1:
-        raise ValueError(
-            "performer attention supports only boolean key-padding masks shaped (B, 1, 1, Tk); "
-            f"got a {mask.dtype} mask of shape {tuple(mask.shape)}. Use 'eager', 'sdpa' or 'chunked' for other masks"
-        )
-    return mask.transpose(-2, -1)
+    keep = key_padding_only(mask, "performer")
+    return None if keep is None else keep.transpose(-2, -1)
 
 
 @register_attention_backend("performer")

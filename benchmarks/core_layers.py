@@ -2,8 +2,9 @@
 
 Same size for all three (batch 8, 512 tokens, width 256, 4 heads, feed-forward 1024, GELU,
 post-norm, no dropout); forward (inference: eval mode, no grad) and forward+backward (train
-mode), fp32 and bf16 autocast. Prints the median time of each and the ratio
-``reference time / our time`` (above 1 = ours faster). Run: ``python benchmarks/core_layers.py``.
+mode), fp32 and bf16 autocast. The layers are called in turn and each one's fastest call
+counts (``timing.py``). Prints the times and the ratio ``reference time / our time`` (above
+1 = ours faster). Run: ``python benchmarks/core_layers.py``.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import statistics
-import time
 
 import torch
 from torch import nn
@@ -20,6 +19,8 @@ from transformers import BertConfig
 from transformers.models.bert.modeling_bert import BertLayer
 
 from polyformer.core import MLP, EncoderLayer, MultiHeadAttention
+
+from timing import fastest, prepare
 
 
 def build_layers(dim: int, heads: int, ff: int) -> dict[str, nn.Module]:
@@ -39,20 +40,10 @@ def run_layer(name: str, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return layer(x)
 
 
-def median_time(fn, repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def measure(layers: dict[str, nn.Module], x: torch.Tensor, mode: str, precision: str, repeats: int) -> dict[str, float]:
+def measure(layers: dict[str, nn.Module], x: torch.Tensor, mode: str, precision: str, rounds: int) -> dict[str, float]:
+    """Fastest seconds per call of each layer (interleaved calls, see ``timing.py``)."""
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
-    results = {}
+    steps = {}
     for name, layer in layers.items():
         if mode == "forward":
             layer.eval()
@@ -70,8 +61,8 @@ def measure(layers: dict[str, nn.Module], x: torch.Tensor, mode: str, precision:
                 out.float().sum().backward()
                 layer.zero_grad(set_to_none=True)
 
-        results[name] = median_time(step, repeats)
-    return results
+        steps[name] = step
+    return fastest(steps, rounds)
 
 
 def main() -> None:
@@ -80,18 +71,20 @@ def main() -> None:
     parser.add_argument("--seq", type=int, default=512)
     parser.add_argument("--dim", type=int, default=256)
     parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=10, help="timed calls of each layer (the fastest counts)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
+    setup = prepare(args.threads)
     torch.manual_seed(0)
     layers = build_layers(args.dim, args.heads, 4 * args.dim)
     x = torch.randn(args.batch, args.seq, args.dim)
-    print(f"batch {args.batch}, {args.seq} tokens, width {args.dim}, {args.heads} heads, {torch.get_num_threads()} threads")
+    print(f"batch {args.batch}, {args.seq} tokens, width {args.dim}, {args.heads} heads, {setup}")
     print(f"{'mode':<17}{'precision':<10}{'polyformer ms':>14}{'torch.nn ms':>13}{'hf_bert ms':>12}{'vs torch':>10}{'vs bert':>9}")
     rows = []
     for mode in ("forward", "forward+backward"):
         for precision in ("fp32", "bf16"):
-            t = measure(layers, x, mode, precision, args.repeats)
+            t = measure(layers, x, mode, precision, args.rounds)
             ours = t["polyformer"]
             row = dict(mode=mode, precision=precision, **{k: v * 1e3 for k, v in t.items()})
             row["ratio_vs_torch"], row["ratio_vs_bert"] = t["torch.nn"] / ours, t["hf_bert"] / ours

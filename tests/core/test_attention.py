@@ -98,3 +98,26 @@ def test_bad_inputs_raise_clear_errors():
         parse_backend_spec("sdpa:3")
     with pytest.raises(ValueError, match="has no option"):
         parse_backend_spec("eager:window=3")
+
+
+@pytest.mark.parametrize("tk", [9, 800])  # below and above CPU_BF16_MATH_MAX_KEYS: both sdpa code paths on a CPU
+@pytest.mark.parametrize("case", ["self", "causal_continuation", "padded", "fully_masked"])
+def test_bf16_backends_match_float32_reference(case, tk):
+    spec = dict(CASES[case])
+    tq = tk if spec["tq"] == spec["tk"] else spec["tq"]
+    mask = _padding_mask(tk, [tk, {"padded": 4, "fully_masked": 0}[case]]) if spec["mask"] is not None else None
+    q, k, v = _qkv(tq, tk)
+    expected = eager_attention(q, k, v, mask, spec["is_causal"])
+    q16, k16, v16 = (t.to(torch.bfloat16).requires_grad_(True) for t in (q, k, v))
+    for backend in ("eager", "sdpa"):
+        out = attention(q16, k16, v16, mask=mask, is_causal=spec["is_causal"], backend=backend)
+        assert out.dtype == torch.bfloat16
+        torch.testing.assert_close(out.float(), expected, atol=3e-2, rtol=3e-2)
+        grads = torch.autograd.grad(out.float().sum(), (q16, k16, v16))
+        assert all(torch.isfinite(g.float()).all() for g in grads)
+
+
+def test_eager_keeps_float64_precision():
+    q, k, v = (t.double() for t in _qkv(5, 6))
+    expected = torch.softmax(q @ k.transpose(-2, -1) / DH**0.5, dim=-1) @ v
+    torch.testing.assert_close(eager_attention(q, k, v), expected, atol=1e-12, rtol=1e-12)

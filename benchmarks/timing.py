@@ -1,0 +1,63 @@
+"""Timing shared by the benchmark scripts: interleaved calls, fastest call counts.
+
+On a small shared CPU a step's time drifts with whatever else runs and with the allocator's
+state, so every script calls its steps in turn, call by call, and keeps each step's fastest
+call: slow phases of the machine hit all steps alike and the fastest call is the least
+disturbed one. :func:`prepare` also makes malloc keep freed memory (:func:`retain_freed_memory`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import time
+from collections.abc import Callable
+
+import torch
+
+# glibc mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def retain_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 << 30) -> bool:
+    """Make glibc's malloc keep freed memory for reuse instead of handing it back to the OS.
+
+    With glibc's adaptive defaults, whether a freed tensor of a few MiB goes back to the OS
+    depends on the allocation history, and a tensor placed in returned memory pays a page
+    fault per 4 KiB page (about 0.25 ms per MiB here). Between processes that made one model's
+    timings swing by 30% while another's stayed put. With these settings allocations up to
+    ``mmap_threshold`` bytes come from the heap, which keeps up to ``trim_threshold`` bytes
+    free, the same for every model in the process (PyTorch's CPU tuning guide gets a similar
+    effect from jemalloc or tcmalloc).
+
+    Returns:
+        True where glibc accepted the settings; False elsewhere (macOS, musl, Windows).
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(
+            libc.mallopt(_M_TRIM_THRESHOLD, trim_threshold)
+        )
+    except (OSError, AttributeError):
+        return False
+
+
+def prepare(threads: int | None = None) -> str:
+    """Set the thread count and the allocator; returns a line describing the set-up."""
+    if threads:
+        torch.set_num_threads(threads)
+    retained = retain_freed_memory()
+    return f"{torch.get_num_threads()} threads, torch {torch.__version__}, malloc retains freed memory: {retained}"
+
+
+def fastest(steps: dict[str, Callable[[], object]], rounds: int, warmup: int = 2) -> dict[str, float]:
+    """Seconds of each step's fastest call over ``rounds`` interleaved calls, after ``warmup`` calls each."""
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return {name: min(values) for name, values in times.items()}

@@ -1,0 +1,41 @@
+"""The benchmark scripts run end to end at toy sizes and print every row they promise."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def run_script(name: str, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / name), *args], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_core_layers_prints_all_modes():
+    out = run_script("core_layers.py", "--batch", "1", "--seq", "16", "--dim", "32", "--heads", "2", "--rounds", "1")
+    rows = [line.split() for line in out.splitlines() if line.startswith(("forward", "forward+backward"))]
+    assert [(r[0], r[1]) for r in rows] == [
+        ("forward", "fp32"),
+        ("forward", "bf16"),
+        ("forward+backward", "fp32"),
+        ("forward+backward", "bf16"),
+    ]
+    assert all(float(value) > 0 for row in rows for value in row[2:])
+
+
+def test_attention_cpu_bf16_prints_each_length():
+    out = run_script("attention_cpu_bf16.py", "--lengths", "16", "40", "--tokens", "80", "--rounds", "1")
+    rows = [line.split() for line in out.splitlines()]
+    lengths = [row[0] for row in rows if len(row) == 8 and row[0].isdigit()]
+    assert lengths == ["16", "40"]
+
+
+def test_vit_vs_timm_prints_both_modes():
+    out = run_script("vit_vs_timm.py", "--batch", "1", "--rounds", "1")
+    assert out.count("vs timm fp32") == 1
+    for mode in ("inference", "training"):
+        assert sum(line.startswith(mode) for line in out.splitlines()) == 4

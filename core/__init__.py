@@ -35,7 +35,7 @@ from .positional import (
     sinusoidal_table,
 )
 from .presets import Preset, create_model, list_presets, register_preset
-from .pretrained import PretrainedModel, atomic_directory
+from .pretrained import PretrainedModel, atomic_directory, read_state_dict, rename_by_rules
 from .seq_models import DecoderOnlyTransformer, EncoderDecoderTransformer, ModelOutput, TokenEmbedding
 from .stacks import StackOutput, TransformerDecoder, TransformerEncoder, build_decoder, build_encoder, drop_path_rates
 

@@ -10,6 +10,7 @@ Departure from DESIGN.md section 2 (core imports only stdlib, torch, numpy): cor
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -21,7 +22,7 @@ from torch import nn
 
 from .config import ConfigBase
 
-__all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "PretrainedModel", "atomic_directory"]
+__all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "PretrainedModel", "atomic_directory", "read_state_dict", "rename_by_rules"]
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -37,6 +38,10 @@ class atomic_directory:
     def __enter__(self) -> Path:
         self.target.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.", dir=self.target.parent))
+        # mkdtemp makes the directory private (0700); give it the mode a plain mkdir would have.
+        umask = os.umask(0)
+        os.umask(umask)
+        self.tmp.chmod(0o777 & ~umask)
         return self.tmp
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -122,3 +127,42 @@ def _is_tied_copy(own: dict[str, torch.Tensor], name: str, loaded: dict[str, tor
     target = own[name]
     ptr = target.untyped_storage().data_ptr()
     return any(own[other].untyped_storage().data_ptr() == ptr for other in loaded if other in own and other != name)
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a weights file from another project: ``.safetensors``, or a torch file
+    (``.pth``, ``.bin``, ``.pt``) read with ``weights_only=True``, so nothing in it runs.
+
+    Training checkpoints that wrap the weights (under ``state_dict``, ``model``,
+    ``state_dict_ema`` or ``model_ema``) are unwrapped, and the ``module.`` prefix that
+    DataParallel/DDP adds is removed.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not a plain state dict.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {path} not found")
+    if path.suffix == ".safetensors":
+        return load_file(str(path))
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # unpickling errors have many types
+        raise ValueError(f"cannot read {path} as a plain state dict (weights_only=True): {err}") from err
+    for key in ("state_dict", "model", "state_dict_ema", "model_ema"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path} does not hold a state dict of tensors (found {type(state).__name__})")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def rename_by_rules(name: str, rules: list[tuple[str, str]]) -> str | None:
+    """``name`` rewritten by the first ``(regex, replacement)`` rule that matches it, or None."""
+    for pattern, target in rules:
+        new, count = re.subn(pattern, target, name)
+        if count:
+            return new
+    return None

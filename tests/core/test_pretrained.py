@@ -4,13 +4,17 @@ import json
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from polyformer.core import (
     DecoderOnlyTransformer,
     EncoderDecoderTransformer,
     TransformerConfig,
+    atomic_directory,
     create_model,
     list_presets,
+    read_state_dict,
+    rename_by_rules,
 )
 
 
@@ -97,3 +101,43 @@ def test_out_of_vocabulary_ids_are_rejected():
 def test_presets_are_registered():
     names = {p.name for p in list_presets()}
     assert {"transformer_base", "transformer_tiny", "decoder_lm_tiny"} <= names
+
+
+def test_atomic_directory_has_the_mode_of_a_plain_directory(tmp_path):
+    (tmp_path / "plain").mkdir()
+    with atomic_directory(tmp_path / "saved") as tmp:
+        (tmp / "file.txt").write_text("x")
+    assert (tmp_path / "saved" / "file.txt").read_text() == "x"
+    assert (tmp_path / "saved").stat().st_mode == (tmp_path / "plain").stat().st_mode
+    assert {p.name for p in tmp_path.iterdir()} == {"plain", "saved"}  # no temporary directory left behind
+
+
+def test_read_state_dict_reads_safetensors_and_unwraps_torch_checkpoints(tmp_path):
+    state = {"a.weight": torch.randn(2, 3), "b": torch.arange(4)}
+    save_file(state, str(tmp_path / "w.safetensors"))
+    torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}, "epoch": 3}, tmp_path / "ckpt.pth")
+    for name in ("w.safetensors", "ckpt.pth"):
+        loaded = read_state_dict(tmp_path / name)
+        assert loaded.keys() == state.keys() and all(torch.equal(loaded[k], v) for k, v in state.items())
+
+
+class _NotAllowed:  # unpickling this needs code execution, which weights_only refuses
+    pass
+
+
+def test_read_state_dict_refuses_what_is_not_a_state_dict(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        read_state_dict(tmp_path / "missing.pth")
+    torch.save([torch.zeros(1)], tmp_path / "list.pth")
+    with pytest.raises(ValueError, match="does not hold a state dict"):
+        read_state_dict(tmp_path / "list.pth")
+    torch.save({"w": _NotAllowed()}, tmp_path / "object.pth")
+    with pytest.raises(ValueError, match="weights_only=True"):
+        read_state_dict(tmp_path / "object.pth")
+
+
+def test_rename_by_rules_first_match_wins():
+    rules = [(r"^blocks\.(\d+)\.attn\.", r"layers.\1.attention."), (r"^blocks\.", "other.")]
+    assert rename_by_rules("blocks.3.attn.proj.weight", rules) == "layers.3.attention.proj.weight"
+    assert rename_by_rules("blocks.3.mlp.fc1.weight", rules) == "other.3.mlp.fc1.weight"
+    assert rename_by_rules("head.weight", rules) is None

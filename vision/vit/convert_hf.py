@@ -16,9 +16,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-import torch
-from safetensors.torch import load_file
 from torch import Tensor
+
+from polyformer.core import read_state_dict, rename_by_rules
 
 from .config import ViTConfig
 
@@ -114,27 +114,17 @@ def convert_hf_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor]:
         short = name[len("vit.") :] if name.startswith("vit.") else name
         if any(re.search(p, short) for p in _UNUSED):
             continue
-        for pattern, target in _RENAMES:
-            new, count = re.subn(pattern, target, short)
-            if count:
-                out[new] = tensor
-                break
-        else:
+        new = rename_by_rules(short, _RENAMES)
+        if new is None:
             raise ValueError(f"Hugging Face ViT parameter {name!r} has no counterpart in polyformer's ViT")
+        out[new] = tensor
     return out
 
 
 def _read_weights(directory: Path) -> dict[str, Tensor]:
-    safetensors_path = directory / "model.safetensors"
-    if safetensors_path.is_file():
-        return load_file(str(safetensors_path))
-    bin_path = directory / "pytorch_model.bin"
-    if bin_path.is_file():
-        try:
-            state = torch.load(bin_path, map_location="cpu", weights_only=True)
-        except Exception as err:  # unpickling errors have many types
-            raise ValueError(f"cannot read {bin_path} as a plain state dict (weights_only=True): {err}") from err
-        return dict(state)
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (directory / name).is_file():
+            return read_state_dict(directory / name)
     raise FileNotFoundError(
         f"{directory} has a Hugging Face config.json but neither model.safetensors nor pytorch_model.bin "
         "(sharded checkpoints are not supported)"

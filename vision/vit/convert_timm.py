@@ -15,9 +15,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import torch
-from safetensors.torch import load_file
 from torch import Tensor
+
+from polyformer.core import read_state_dict, rename_by_rules
 
 from .config import ViTConfig
 
@@ -117,35 +117,14 @@ def convert_timm_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor]:
             for proj, part in zip(("q_proj", "k_proj", "v_proj"), tensor.chunk(3, dim=0)):  # 3 x (D, D) or (D,)
                 out[f"encoder.layers.{layer}.self_attn.{proj}.{kind}"] = part.contiguous()
             continue
-        for pattern, target in _RENAMES:
-            new, count = re.subn(pattern, target, name)
-            if count:
-                out[new] = tensor
-                break
-        else:
+        new = rename_by_rules(name, _RENAMES)
+        if new is None:
             raise ValueError(f"timm ViT parameter {name!r} has no counterpart in polyformer's ViT")
+        out[new] = tensor
     return out
-
-
-def _read_state(path: Path) -> dict[str, Tensor]:
-    if not path.is_file():
-        raise FileNotFoundError(f"timm weights file {path} not found")
-    if path.suffix == ".safetensors":
-        return load_file(str(path))
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling errors have many types
-        raise ValueError(f"cannot read {path} as a plain state dict (weights_only=True): {err}") from err
-    for key in ("state_dict", "model", "state_dict_ema", "model_ema"):  # training checkpoints wrap the weights
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-            break
-    if not isinstance(state, dict):
-        raise ValueError(f"{path} does not hold a state dict (found {type(state).__name__})")
-    return {k.removeprefix("module."): v for k, v in state.items()}
 
 
 def read_timm_vit(name: str, path: str | Path) -> tuple[ViTConfig, dict[str, Tensor]]:
     """Config and renamed weights for the timm model ``name`` stored at ``path`` (nothing is downloaded)."""
-    state = _read_state(Path(path))
+    state = read_state_dict(path)
     return vit_config_from_timm(name, state), convert_timm_state_dict(state)

@@ -28,6 +28,8 @@ test-all: $(STAMP) lint
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/core_layers.py
+	$(BIN)/python benchmarks/attention_cpu_bf16.py
+	$(BIN)/python benchmarks/vit_vs_timm.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -193,6 +193,19 @@ def key_padding_only(mask: Tensor | None, backend: str) -> Tensor | None:
     return mask
 
 
+def _softmax(scores: Tensor) -> Tensor:
+    """Softmax over the keys, in the dtype of ``scores``.
+
+    torch accumulates bf16/fp16 rows in float32, so the forward values equal a float32 softmax
+    rounded to bf16/fp16. With gradients, bf16/fp16 scores still go through float32 so that the
+    backward pass uses the float32 weights, as autocast does on GPUs (a training run of the full
+    Fashion-MNIST recipe ended 0.2% lower without it). Without gradients that copy is skipped.
+    """
+    if scores.requires_grad and scores.dtype in (torch.bfloat16, torch.float16):
+        return torch.softmax(scores.float(), dim=-1).to(scores.dtype)
+    return torch.softmax(scores, dim=-1)
+
+
 def eager_attention(
     q: Tensor,
     k: Tensor,
@@ -214,9 +227,8 @@ def eager_attention(
     # Scaling q (Tq x Dh numbers) instead of the scores (Tq x Tk) saves a pass over the score matrix.
     scores = torch.matmul(q * scale, k.transpose(-2, -1))  # (B, H, Tq, Tk)
     full = _combined_mask(mask, is_causal, tq, tk, q.device)
-    # torch's softmax accumulates bf16/fp16 rows in float32 on every device, so no upcast is needed.
     if full is None:
-        weights = torch.softmax(scores, dim=-1)
+        weights = _softmax(scores)
     else:
         if full.dtype == torch.bool:
             scores = scores.masked_fill(~full, float("-inf"))
@@ -225,7 +237,7 @@ def eager_attention(
         # Only a mask can empty a row; a row of all -inf would give NaN, so give it zeros instead.
         empty = torch.isneginf(scores.amax(dim=-1, keepdim=True))
         scores = scores.masked_fill(empty, 0.0)
-        weights = torch.softmax(scores, dim=-1).masked_fill(empty, 0.0)
+        weights = _softmax(scores).masked_fill(empty, 0.0)
     dropped = F.dropout(weights, p=dropout_p) if dropout_p > 0.0 else weights
     out = torch.matmul(dropped, v)  # (B, H, Tq, Dh)
     return (out, weights) if return_weights else out
@@ -240,34 +252,34 @@ class EagerAttention(AttentionBackend):
 
 
 # On CPUs, torch's fused (flash) kernel in bfloat16 is slower than matmul + softmax + matmul while
-# the score matrix is small: eager was 1.5-2x faster forward and 1.6-3.4x faster forward+backward
-# up to 768 keys on a 2-core AVX512-BF16 CPU; from 1024 keys on, which one wins depends on the
-# allocator and memory, and the fused kernel's memory stays linear
-# (``python benchmarks/attention_cpu_bf16.py``).
-CPU_BF16_MATH_MAX_KEYS = 768
+# the score matrix is small. On a 2-core AVX512-BF16 CPU eager was 1.6-2.5x faster forward up to
+# 1024 keys and 2-2.7x faster forward+backward up to 384 keys (its backward keeps a float32
+# softmax); at 512 keys a whole encoder layer trained no faster with it, and beyond it is slower
+# (``python benchmarks/attention_cpu_bf16.py``). The fused kernel's memory also stays linear.
+CPU_BF16_MATH_MAX_KEYS = 768  # without gradients
+CPU_BF16_MATH_MAX_KEYS_GRAD = 384  # when q, k or v needs a gradient
 CPU_BF16_MATH_MAX_SCORES = 1 << 25  # elements of the (B, H, Tq, Tk) score matrix: 64 MiB in bf16
 
 
-def _cpu_bf16_math_is_faster(q: Tensor, k: Tensor) -> bool:
+def _cpu_bf16_math_is_faster(q: Tensor, k: Tensor, v: Tensor) -> bool:
+    if q.device.type != "cpu" or q.dtype != torch.bfloat16:
+        return False
+    grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
     tk = k.shape[-2]
-    return (
-        q.device.type == "cpu"
-        and q.dtype == torch.bfloat16
-        and tk <= CPU_BF16_MATH_MAX_KEYS
-        and q.numel() // q.shape[-1] * tk <= CPU_BF16_MATH_MAX_SCORES
-    )
+    max_keys = CPU_BF16_MATH_MAX_KEYS_GRAD if grad else CPU_BF16_MATH_MAX_KEYS
+    return tk <= max_keys and q.numel() // q.shape[-1] * tk <= CPU_BF16_MATH_MAX_SCORES
 
 
 @register_attention_backend("sdpa")
 class SDPAttention(AttentionBackend):
     """torch's fused ``scaled_dot_product_attention``, with NaN-free fully masked rows.
 
-    On a CPU in bfloat16 with at most ``CPU_BF16_MATH_MAX_KEYS`` keys it computes the same
-    thing with :func:`eager_attention`, which is faster there.
+    On a CPU in bfloat16 with at most ``CPU_BF16_MATH_MAX_KEYS`` keys (``CPU_BF16_MATH_MAX_KEYS_GRAD``
+    when training) it computes the same thing with :func:`eager_attention`, which is faster there.
     """
 
     def forward(self, q, k, v, mask=None, is_causal=False, scale=None, dropout_p=0.0):
-        if _cpu_bf16_math_is_faster(q, k):
+        if _cpu_bf16_math_is_faster(q, k, v):
             return eager_attention(q, k, v, mask, is_causal, scale, dropout_p)
         tq, tk = q.shape[-2], k.shape[-2]
         if mask is None and (not is_causal or tq == tk):

@@ -35,6 +35,7 @@ __all__ = [
     "list_attention_backends",
     "parse_backend_spec",
     "register_attention_backend",
+    "softmax_over_keys",
 ]
 
 _REGISTRY: dict[str, type[AttentionBackend]] = {}
@@ -193,8 +194,8 @@ def key_padding_only(mask: Tensor | None, backend: str) -> Tensor | None:
     return mask
 
 
-def _softmax(scores: Tensor) -> Tensor:
-    """Softmax over the keys, in the dtype of ``scores``.
+def softmax_over_keys(scores: Tensor) -> Tensor:
+    """Softmax of attention scores over the keys (last dim), in the dtype of ``scores``; shared by the backends.
 
     torch accumulates bf16/fp16 rows in float32, so the forward values equal a float32 softmax
     rounded to bf16/fp16. With gradients, bf16/fp16 scores still go through float32 so that the
@@ -228,7 +229,7 @@ def eager_attention(
     scores = torch.matmul(q * scale, k.transpose(-2, -1))  # (B, H, Tq, Tk)
     full = _combined_mask(mask, is_causal, tq, tk, q.device)
     if full is None:
-        weights = _softmax(scores)
+        weights = softmax_over_keys(scores)
     else:
         if full.dtype == torch.bool:
             scores = scores.masked_fill(~full, float("-inf"))
@@ -237,7 +238,7 @@ def eager_attention(
         # Only a mask can empty a row; a row of all -inf would give NaN, so give it zeros instead.
         empty = torch.isneginf(scores.amax(dim=-1, keepdim=True))
         scores = scores.masked_fill(empty, 0.0)
-        weights = _softmax(scores).masked_fill(empty, 0.0)
+        weights = softmax_over_keys(scores).masked_fill(empty, 0.0)
     dropped = F.dropout(weights, p=dropout_p) if dropout_p > 0.0 else weights
     out = torch.matmul(dropped, v)  # (B, H, Tq, Dh)
     return (out, weights) if return_weights else out

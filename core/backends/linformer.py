@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..attention import AttentionBackend, key_padding_only, register_attention_backend
+from ..attention import AttentionBackend, key_padding_only, register_attention_backend, softmax_over_keys
 
 __all__ = ["LinformerAttention", "SHARE_MODES"]
 
@@ -90,7 +90,7 @@ class LinformerAttention(AttentionBackend):
             v = v * keep.transpose(-2, -1).to(v.dtype)
         k_proj, v_proj = self.project(k, "k"), self.project(v, "v")  # (B, H, k, Dh)
         scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
-        weights = torch.softmax(torch.matmul(q, k_proj.transpose(-2, -1)).float() * scale, dim=-1).to(q.dtype)
+        weights = softmax_over_keys(torch.matmul(q, k_proj.transpose(-2, -1)) * scale)  # (B, H, Tq, k)
         if dropout_p > 0.0:
             weights = F.dropout(weights, p=dropout_p)
         out = torch.matmul(weights, v_proj)  # (B, H, Tq, Dh)

@@ -296,3 +296,10 @@ def test_every_backend_runs_in_an_encoder_with_padding(spec):
     out = encoder(x, _padding(20, [20, 13])).last_hidden_state
     out.sum().backward()
     assert torch.isfinite(out).all() and torch.isfinite(x.grad).all()
+
+
+def test_linformer_is_eager_attention_over_projected_keys_in_float64():
+    backend = create_attention_backend("linformer:k=4", num_heads=H, head_dim=DH, max_len=16)
+    q, k, v = (t.detach().double() for t in _qkv(9, 9))
+    expected = eager_attention(q, backend.project(k, "k"), backend.project(v, "v"))
+    torch.testing.assert_close(backend(q, k, v), expected, atol=1e-12, rtol=1e-12)

@@ -7,9 +7,10 @@ every ``--every``-th layer by ``--experts`` experts with top-``--top-k`` routing
 (:func:`polyformer.core.moe.apply_moe`). Each expert has the dense inner width divided by k,
 so both models spend the same feed-forward parameters per token (the MoE adds only the
 router). Reported: parameters (total and active per token), training tokens per second,
-validation loss after the same number of steps, and MoE routing statistics. The training loss
-of the MoE model includes its auxiliary losses (Switch balancing 0.01, router z-loss 0.001);
-validation losses are plain cross-entropy.
+training loss of the last step and validation loss after the same number of steps, and MoE
+routing statistics. The MoE model is trained on the cross-entropy plus its auxiliary losses
+(Switch balancing 0.01, router z-loss 0.001); both reported losses are plain cross-entropy.
+Both models step with the training engine's :func:`~polyformer.apps.engine.optim.train_step`.
 
 Shape legend: B batch, T tokens, V vocabulary.
 """
@@ -17,7 +18,6 @@ Shape legend: B batch, T tokens, V vocabulary.
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 
@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from polyformer.apps.engine.optim import train_step, warmup_cosine_schedule
 from polyformer.core import DecoderOnlyTransformer, TransformerConfig
 from polyformer.core.moe import MoEFeedForward, apply_moe, collect_aux_loss, moe_stats
 from polyformer.text.corpus import load_corpus, split_corpus
@@ -87,29 +88,26 @@ def _active_parameters(model: nn.Module) -> int:
 
 
 class _Trainer:
-    """One model with AdamW, linear warm-up and cosine decay; times its own steps."""
+    """One model with AdamW and the engine's warm-up + cosine schedule; times its own steps."""
 
     def __init__(self, model: nn.Module, steps: int, lr: float):
         self.model = model.train()
         self.optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-        warmup = max(1, steps // 10)
-        self.schedule = torch.optim.lr_scheduler.LambdaLR(
-            self.optimiser, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0)))
-        )
+        self.schedule = warmup_cosine_schedule(self.optimiser, warmup_steps=max(1, steps // 10), total_steps=steps)
         self.seconds, self.tokens, self.loss = 0.0, 0, float("nan")
 
     def step(self, window: Tensor) -> None:
         start = time.perf_counter()
-        loss = _lm_loss(self.model, window)
-        total = loss + collect_aux_loss(self.model)
-        self.optimiser.zero_grad(set_to_none=True)
-        total.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-        self.optimiser.step()
-        self.schedule.step()
+        losses = []
+
+        def loss_fn(batch: Tensor) -> Tensor:
+            losses.append(_lm_loss(self.model, batch))
+            return losses[-1] + collect_aux_loss(self.model)
+
+        train_step(self.model, self.optimiser, self.schedule, loss_fn, [window], clip_grad_norm=1.0)
         self.seconds += time.perf_counter() - start
         self.tokens += window[:, :-1].numel()
-        self.loss = float(loss.detach())
+        self.loss = float(losses[-1].detach())  # plain cross-entropy, without the auxiliary losses
 
 
 def _build(config: TransformerConfig, settings: dict, moe: bool) -> nn.Module:
@@ -133,11 +131,14 @@ def run_moe_benchmark(settings: dict, log=print) -> dict:
     seq, batch, steps = settings["seq_len"], settings["batch_size"], settings["steps"]
     val_batches = _eval_batches(val_ids, batch, seq, settings["eval_batches"])
     config = TransformerConfig(
-        vocab_size=codec.vocab_size, d_model=settings["d_model"], num_heads=settings["heads"], decoder_layers=settings["layers"],
-        d_ff=settings["d_ff"], activation="gelu", norm_first=True, dropout=0.0, position="learned", max_len=seq,
+        vocab_size=codec.vocab_size, d_model=settings["d_model"], num_heads=settings["heads"],
+        decoder_layers=settings["layers"], d_ff=settings["d_ff"], activation="gelu", norm_first=True, dropout=0.0,
+        position="learned", max_len=seq,
     )
     log(f"corpus: {len(train_ids)} training / {len(val_ids)} validation characters, vocabulary {codec.vocab_size}")
-    trainers = {name: _Trainer(_build(config, settings, name == "moe"), steps, settings["lr"]) for name in ("dense", "moe")}
+    trainers = {
+        name: _Trainer(_build(config, settings, name == "moe"), steps, settings["lr"]) for name in ("dense", "moe")
+    }
     for window in _batches(train_ids, batch, seq, steps, settings["seed"]):
         for trainer in trainers.values():
             trainer.step(window)
@@ -163,11 +164,15 @@ def run_moe_benchmark(settings: dict, log=print) -> dict:
 
 def _format(name: str, row: dict) -> str:
     line = (
-        f"{name:<6} params {row['parameters'] / 1e6:6.2f}M  active/token {row['active_parameters_per_token'] / 1e6:6.2f}M  "
+        f"{name:<6} params {row['parameters'] / 1e6:6.2f}M  "
+        f"active/token {row['active_parameters_per_token'] / 1e6:6.2f}M  "
         f"{row['tokens_per_s']:8.0f} tok/s  train loss {row['train_loss']:.3f}  val loss {row['val_loss']:.3f}"
     )
     if "expert_utilisation" in row:
-        line += f"\n       dropped assignments (last validation batch) {row['dropped_assignment_fraction']:.1%}, utilisation per layer {row['expert_utilisation']}"
+        line += (
+            f"\n       dropped assignments (last validation batch) {row['dropped_assignment_fraction']:.1%}, "
+            f"utilisation per layer {row['expert_utilisation']}"
+        )
     return line
 
 
@@ -181,7 +186,9 @@ def _format(name: str, row: dict) -> str:
 @click.option("--d-ff", default=512, show_default=True, help="Dense inner width (each expert gets d_ff / top_k).")
 @click.option("--experts", default=4, show_default=True)
 @click.option("--top-k", default=1, show_default=True, type=click.IntRange(1))
-@click.option("--capacity-factor", default=1.25, show_default=True, help="Expert capacity factor; 0 = never drop tokens.")
+@click.option(
+    "--capacity-factor", default=1.25, show_default=True, help="Expert capacity factor; 0 = never drop tokens."
+)
 @click.option("--every", default=1, show_default=True, type=click.IntRange(1), help="MoE in every N-th layer.")
 @click.option("--lr", default=2e-3, show_default=True)
 @click.option("--eval-batches", default=20, show_default=True)
@@ -197,7 +204,10 @@ def moe_command(json_path: Path | None, **settings) -> None:
         if settings[name] < 1:
             raise click.BadParameter(f"--{name.replace('_', '-')} must be >= 1")
     settings["capacity_factor"] = settings["capacity_factor"] or None
-    click.echo(f"char LM: {settings['layers']} layers, width {settings['d_model']}, {settings['steps']} steps of {settings['batch_size']}x{settings['seq_len']} tokens, {torch.get_num_threads()} threads")
+    click.echo(
+        f"char LM: {settings['layers']} layers, width {settings['d_model']}, {settings['steps']} steps of "
+        f"{settings['batch_size']}x{settings['seq_len']} tokens, {torch.get_num_threads()} threads"
+    )
     results = run_moe_benchmark(settings, log=click.echo)
     if json_path:
         tmp = json_path.with_name(f".{json_path.name}.tmp")

@@ -1,8 +1,9 @@
 """Where torch's fused attention kernel beats plain matmul + softmax on this CPU, in bfloat16.
 
 ``SDPAttention`` (the ``sdpa`` backend) switches to :func:`polyformer.core.eager_attention` on a
-CPU in bfloat16 up to ``CPU_BF16_MATH_MAX_KEYS`` keys (``CPU_BF16_MATH_MAX_KEYS_GRAD`` with
-gradients); this script measures the crossovers those constants are based on. For each sequence length T it times ``F.scaled_dot_product_attention``
+CPU in bfloat16 up to ``SDPADispatchPolicy.max_keys`` keys (``max_keys_grad`` with gradients;
+see ``core/backends/sdpa.py``); this script measures the crossovers those thresholds are based
+on. For each sequence length T it times ``F.scaled_dot_product_attention``
 (torch picks its flash kernel for CPUs) and ``eager_attention`` on (B, 4, T, 64) bf16 tensors,
 with B * T = 4096 tokens, forward (no grad) and forward+backward. The two are called in turn and
 each one's fastest call counts (``timing.py``). Ratio = fused time / eager time (above 1 = eager faster).
@@ -21,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from polyformer.core import eager_attention
-from polyformer.core.attention import CPU_BF16_MATH_MAX_KEYS, CPU_BF16_MATH_MAX_KEYS_GRAD
+from polyformer.core.backends.sdpa import SDPAttention
 
 from timing import fastest, prepare
 
@@ -39,9 +40,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
     torch.manual_seed(0)
+    policy = SDPAttention.policy
     print(
         f"bf16, {args.heads} heads of {args.head_dim}, {args.tokens} tokens per call; sdpa uses eager up to"
-        f" {CPU_BF16_MATH_MAX_KEYS} keys ({CPU_BF16_MATH_MAX_KEYS_GRAD} with gradients)"
+        f" {policy.max_keys} keys ({policy.max_keys_grad} with gradients)"
     )
     print(prepare())
     print(

@@ -2,28 +2,68 @@
 
 Everything a domain model needs: :func:`attention` with pluggable backends,
 :class:`MultiHeadAttention` with a KV cache, positional encodings, feed-forward layers and
-norms, encoder/decoder layers and stacks, token-level encoder-decoder and decoder-only models,
-and shared generation (greedy, sampling, beam search).
+norms, encoder/decoder layers and stacks built from a :class:`BlockSpec`, a token decoder that
+pairs with any encoder, token-level encoder-decoder and decoder-only models, and shared
+generation (greedy, sampling, beam search).
 """
 
-from . import backends  # noqa: F401  (registers the efficient attention backends)
-from .attention import (
+from . import (
+    backends,  # noqa: F401  (registers the attention backends beyond eager)
+    model_presets,  # noqa: F401  (registers core's token-model presets)
+)
+from .attention_ops import (
     AttentionBackend,
+    as_4d_mask,
     attention,
+    backend_class,
     causal_mask,
     create_attention_backend,
     eager_attention,
+    key_padding_only,
     list_attention_backends,
     parse_backend_spec,
     register_attention_backend,
 )
-from .config import ConfigBase, TransformerConfig
+from .config import BlockSpec, ConfigBase, EncoderConfig, TransformerConfig
+from .encoder_models import (
+    EncoderForMaskedLM,
+    EncoderForSequenceClassification,
+    EncoderForTokenClassification,
+    EncoderOnlyTransformer,
+    MaskedLMHead,
+    mean_pool,
+)
 from .feedforward import MLP, DropPath, GatedMLP, RMSNorm, build_feed_forward, build_norm
 from .generation import GenerationOutput, beam_search, generate, greedy_search, sample, top_k_top_p_filter
-from .kv_cache import KVCache, LayerKVCache
-from .layers import DecoderLayer, EncoderLayer, LayerScale
+from .kv_cache import KVCache, LayerKVCache, positions_from_mask
+from .layers import DecoderLayer, EncoderLayer, LayerScale, Residual
+from .logit_processors import (
+    BadWords,
+    ForcedTokens,
+    LogitProcessor,
+    LogitProcessorList,
+    MinLength,
+    NoRepeatNGram,
+    RepetitionPenalty,
+    SuppressTokens,
+    SuppressTokensAtBegin,
+    build_logit_processors,
+)
 from .moe import MoEFeedForward, MoEStats, apply_moe, build_moe_feed_forward, collect_aux_loss, moe_stats
-from .multihead import MultiHeadAttention
+from .multihead import MultiHeadAttention, fuse_qkv_state
+from .objectives import (
+    IGNORE_INDEX,
+    ContiguousSpans,
+    MaskedBatch,
+    NextTokenBatch,
+    SpanFunction,
+    contiguous_spans,
+    mask_spans,
+    mask_tokens,
+    maskable_positions,
+    next_token_targets,
+    token_cross_entropy,
+)
 from .positional import (
     ALiBi,
     LearnedPositionalEmbedding,
@@ -36,7 +76,115 @@ from .positional import (
 )
 from .presets import Preset, create_model, list_presets, register_preset
 from .pretrained import PretrainedModel, atomic_directory, read_state_dict, rename_by_rules
-from .seq_models import DecoderOnlyTransformer, EncoderDecoderTransformer, ModelOutput, TokenEmbedding
-from .stacks import StackOutput, TransformerDecoder, TransformerEncoder, build_decoder, build_encoder, drop_path_rates
+from .seq_models import DecoderOnlyTransformer, EncoderDecoderTransformer, ModelOutput, TokenDecoder, TokenEmbedding
+from .stacks import (
+    StackOutput,
+    TransformerDecoder,
+    TransformerEncoder,
+    build_attention,
+    build_block_feed_forward,
+    build_decoder,
+    build_encoder,
+    drop_path_rates,
+)
 
-__all__ = [name for name in dir() if not name.startswith("_")]
+__all__ = [
+    "ALiBi",
+    "AttentionBackend",
+    "BadWords",
+    "BlockSpec",
+    "ConfigBase",
+    "ContiguousSpans",
+    "DecoderLayer",
+    "DecoderOnlyTransformer",
+    "DropPath",
+    "EncoderConfig",
+    "EncoderDecoderTransformer",
+    "EncoderForMaskedLM",
+    "EncoderForSequenceClassification",
+    "EncoderForTokenClassification",
+    "EncoderLayer",
+    "EncoderOnlyTransformer",
+    "ForcedTokens",
+    "GatedMLP",
+    "GenerationOutput",
+    "IGNORE_INDEX",
+    "KVCache",
+    "LayerKVCache",
+    "LayerScale",
+    "LearnedPositionalEmbedding",
+    "LearnedPositionalEmbedding2D",
+    "LogitProcessor",
+    "LogitProcessorList",
+    "MLP",
+    "MaskedBatch",
+    "MaskedLMHead",
+    "MinLength",
+    "MoEFeedForward",
+    "MoEStats",
+    "ModelOutput",
+    "MultiHeadAttention",
+    "NextTokenBatch",
+    "NoRepeatNGram",
+    "Preset",
+    "PretrainedModel",
+    "RMSNorm",
+    "RepetitionPenalty",
+    "Residual",
+    "RotaryEmbedding",
+    "SinusoidalPositionalEmbedding",
+    "SpanFunction",
+    "StackOutput",
+    "SuppressTokens",
+    "SuppressTokensAtBegin",
+    "TokenDecoder",
+    "TokenEmbedding",
+    "TransformerConfig",
+    "TransformerDecoder",
+    "TransformerEncoder",
+    "apply_moe",
+    "apply_rotary",
+    "as_4d_mask",
+    "atomic_directory",
+    "attention",
+    "backend_class",
+    "beam_search",
+    "build_attention",
+    "build_block_feed_forward",
+    "build_decoder",
+    "build_encoder",
+    "build_feed_forward",
+    "build_logit_processors",
+    "build_moe_feed_forward",
+    "build_norm",
+    "causal_mask",
+    "collect_aux_loss",
+    "contiguous_spans",
+    "create_attention_backend",
+    "create_model",
+    "drop_path_rates",
+    "eager_attention",
+    "fuse_qkv_state",
+    "generate",
+    "greedy_search",
+    "key_padding_only",
+    "list_attention_backends",
+    "list_presets",
+    "mask_spans",
+    "mask_tokens",
+    "maskable_positions",
+    "mean_pool",
+    "moe_stats",
+    "next_token_targets",
+    "parse_backend_spec",
+    "positions_from_mask",
+    "read_state_dict",
+    "register_attention_backend",
+    "register_preset",
+    "rename_by_rules",
+    "sample",
+    "sincos_2d",
+    "sinusoidal_table",
+    "token_cross_entropy",
+    "top_k_top_p_filter",
+]

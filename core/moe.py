@@ -35,10 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import TransformerConfig
 from .feedforward import ACTIVATIONS, GATED, MLP, GatedMLP
 
-__all__ = ["MoEFeedForward", "MoEStats", "apply_moe", "build_moe_feed_forward", "collect_aux_loss", "moe_stats"]
+__all__ = ["MoEFeedForward", "MoEStats", "apply_moe", "build_moe_feed_forward", "collect_aux_loss", "dense_parts", "moe_stats"]
 
 
 @dataclass
@@ -140,12 +139,7 @@ class MoEFeedForward(nn.Module):
     @classmethod
     def from_dense(cls, dense: nn.Module, num_experts: int, **options) -> MoEFeedForward:
         """Experts initialised as copies of a dense :class:`MLP` or :class:`GatedMLP` (upcycling)."""
-        if isinstance(dense, MLP):
-            first, gate, second, activation = dense.fc1, None, dense.fc2, dense.activation
-        elif isinstance(dense, GatedMLP):
-            first, gate, second, activation = dense.up, dense.gate, dense.down, dense.activation
-        else:
-            raise ValueError(f"from_dense takes an MLP or GatedMLP, got {type(dense).__name__}")
+        first, gate, second, activation = dense_parts(dense)
         options.setdefault("dropout", dense.dropout.p)
         moe = cls(first.in_features, first.out_features, num_experts, activation=activation, bias=first.bias is not None, **options)
         with torch.no_grad():
@@ -224,19 +218,35 @@ class MoEFeedForward(nn.Module):
         )
 
 
-def build_moe_feed_forward(config: TransformerConfig, num_experts: int = 8, top_k: int = 1, hidden_dim: int | None = None, **options) -> MoEFeedForward:
-    """A :class:`MoEFeedForward` with the width, activation, dropout and bias of ``config``.
+def dense_parts(dense: nn.Module) -> tuple[nn.Linear, nn.Linear | None, nn.Linear, str]:
+    """(first, gate or None, second, activation) of a dense :class:`MLP` or :class:`GatedMLP`.
+
+    Raises:
+        ValueError: ``dense`` is another kind of module.
+    """
+    if isinstance(dense, MLP):
+        return dense.fc1, None, dense.fc2, dense.activation
+    if isinstance(dense, GatedMLP):
+        return dense.up, dense.gate, dense.down, dense.activation
+    raise ValueError(f"expected an MLP or GatedMLP feed-forward, found {type(dense).__name__}")
+
+
+def build_moe_feed_forward(
+    dim: int, d_ff: int, num_experts: int = 8, top_k: int = 1, hidden_dim: int | None = None, **options
+) -> MoEFeedForward:
+    """A :class:`MoEFeedForward` standing in for a dense feed-forward of inner width ``d_ff``.
 
     Args:
-        config: the model config.
+        dim: model width D.
+        d_ff: the dense inner width.
         num_experts: E.
         top_k: experts per token.
-        hidden_dim: expert inner width; default ``config.d_ff // top_k`` (same active
-            feed-forward parameters per token as the dense layer).
-        **options: further :class:`MoEFeedForward` arguments (capacity_factor, ...).
+        hidden_dim: expert inner width; default ``d_ff // top_k`` (same active parameters per
+            token as the dense layer).
+        **options: further :class:`MoEFeedForward` arguments (activation, dropout, bias, ...).
     """
-    hidden = config.d_ff // top_k if hidden_dim is None else hidden_dim
-    return MoEFeedForward(config.d_model, hidden, num_experts, top_k, activation=config.activation, dropout=config.dropout, bias=config.bias, **options)
+    hidden = d_ff // top_k if hidden_dim is None else hidden_dim
+    return MoEFeedForward(dim, hidden, num_experts, top_k, **options)
 
 
 def apply_moe(model: nn.Module, every: int = 1, num_experts: int = 8, top_k: int = 1, hidden_dim: int | None = None, **options) -> nn.Module:
@@ -259,11 +269,11 @@ def apply_moe(model: nn.Module, every: int = 1, num_experts: int = 8, top_k: int
             if (i + 1) % every:
                 continue
             dense = layer.feed_forward
-            if not isinstance(dense, (MLP, GatedMLP)):
-                raise ValueError(f"apply_moe replaces MLP or GatedMLP feed-forwards, found {type(dense).__name__}")
-            first = dense.fc1 if isinstance(dense, MLP) else dense.up
-            hidden = first.out_features // top_k if hidden_dim is None else hidden_dim
-            moe = MoEFeedForward(first.in_features, hidden, num_experts, top_k, activation=dense.activation, dropout=dense.dropout.p, bias=first.bias is not None, **options)
+            first, _, _, activation = dense_parts(dense)
+            moe = build_moe_feed_forward(
+                first.in_features, first.out_features, num_experts, top_k, hidden_dim,
+                activation=activation, dropout=dense.dropout.p, bias=first.bias is not None, **options,
+            )  # fmt: skip
             layer.feed_forward = moe.to(first.weight.device, first.weight.dtype)
     return model
 

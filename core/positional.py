@@ -167,7 +167,7 @@ def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
 class ALiBi(nn.Module):
     """Attention with Linear Biases: a per-head penalty proportional to query-key distance.
 
-    Produces an additive float mask for :func:`polyformer.core.attention.attention`.
+    Produces an additive float mask for :func:`polyformer.core.attention_ops.attention`.
 
     Args:
         num_heads: number of heads H; slopes follow the paper's geometric sequence.

@@ -1,7 +1,8 @@
 """One registry of named model presets across the suite, listed by ``polyformer info``.
 
-A preset is a small function returning a ready model; domain packages register theirs with
-:func:`register_preset` when imported.
+A preset is a small function returning a ready model; model modules register theirs with
+:func:`register_preset` when imported (core's own in :mod:`polyformer.core.model_presets`).
+This module imports no model.
 """
 
 from __future__ import annotations
@@ -10,9 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from torch import nn
-
-from .config import TransformerConfig
-from .seq_models import DecoderOnlyTransformer, EncoderDecoderTransformer
 
 __all__ = ["Preset", "create_model", "list_presets", "register_preset"]
 
@@ -51,20 +49,3 @@ def create_model(name: str, **overrides) -> nn.Module:
     if name not in _PRESETS:
         raise ValueError(f"unknown model preset {name!r}; known presets: {[p.name for p in list_presets()]}")
     return _PRESETS[name].build(**overrides)
-
-
-@register_preset("transformer_base", "transformer", "encoder-decoder base model of Vaswani et al. 2017 (65M parameters)")
-def transformer_base(**overrides) -> EncoderDecoderTransformer:
-    return EncoderDecoderTransformer(TransformerConfig(**overrides))
-
-
-@register_preset("transformer_tiny", "transformer", "2+2-layer, width-128 pre-norm encoder-decoder for toy tasks")
-def transformer_tiny(**overrides) -> EncoderDecoderTransformer:
-    fields = dict(vocab_size=64, d_model=128, num_heads=4, encoder_layers=2, decoder_layers=2, d_ff=256, dropout=0.0, norm_first=True, position="learned", max_len=64)
-    return EncoderDecoderTransformer(TransformerConfig(**{**fields, **overrides}))
-
-
-@register_preset("decoder_lm_tiny", "transformer", "2-layer, width-128 rotary decoder-only LM for toy tasks")
-def decoder_lm_tiny(**overrides) -> DecoderOnlyTransformer:
-    fields = dict(vocab_size=64, d_model=128, num_heads=4, decoder_layers=2, d_ff=256, dropout=0.0, norm_first=True, position="rotary", activation="swiglu", norm="rmsnorm", bias=False, max_len=256)
-    return DecoderOnlyTransformer(TransformerConfig(**{**fields, **overrides}))

@@ -21,8 +21,17 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .config import ConfigBase
+from .positional import LearnedPositionalEmbedding, LearnedPositionalEmbedding2D
 
-__all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "PretrainedModel", "atomic_directory", "read_state_dict", "rename_by_rules"]
+__all__ = [
+    "CONFIG_NAME",
+    "WEIGHTS_NAME",
+    "PretrainedModel",
+    "atomic_directory",
+    "read_state_dict",
+    "rename_by_rules",
+    "unique_state_dict",
+]
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -57,17 +66,24 @@ class atomic_directory:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def _unique_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """State dict without repeated (tied) tensors: the first name of each storage wins."""
+def unique_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` without repeated (tied) tensors, detached, contiguous and on the CPU.
+
+    A tensor that shares storage, offset and shape with an earlier one is dropped: the first
+    name wins. :meth:`PretrainedModel.load_weights` accepts such a state dict back.
+    """
     seen: set[tuple[int, int, tuple[int, ...]]] = set()
-    state = {}
-    for name, tensor in model.state_dict().items():
+    unique = {}
+    for name, tensor in state.items():
         key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
         if key in seen:
             continue
         seen.add(key)
-        state[name] = tensor.detach().contiguous().cpu()
-    return state
+        unique[name] = tensor.detach().contiguous().cpu()
+    return unique
+
+
+_NO_DECAY_MODULES = (nn.Embedding, LearnedPositionalEmbedding, LearnedPositionalEmbedding2D)
 
 
 class PretrainedModel(nn.Module):
@@ -79,15 +95,38 @@ class PretrainedModel(nn.Module):
         super().__init__()
         self.config = config
 
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` to ``directory`` atomically."""
+    def save_pretrained(self, directory: str | Path, state: dict[str, torch.Tensor] | None = None) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` to ``directory`` atomically.
+
+        Args:
+            directory: the model directory (replaced if it exists).
+            state: the weights to write instead of ``self.state_dict()``, e.g. a full state dict
+                gathered from FSDP shards; tied copies are dropped either way.
+        """
+        state = self.state_dict() if state is None else state
         with atomic_directory(directory) as tmp:
             self.config.save(tmp / CONFIG_NAME)
-            save_file(_unique_state(self), str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+            save_file(unique_state_dict(state), str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
         return Path(directory)
 
+    def no_weight_decay(self) -> set[str]:
+        """Names of parameters that AdamW should not decay (as timm's ``no_weight_decay()``).
+
+        The default names every parameter of the token embeddings (``nn.Embedding``) and learned
+        position embeddings; subclasses add their own (class tokens, for example). Parameters with
+        fewer than two dimensions (biases, norm scales) are left undecayed by the optimizer anyway.
+        """
+        names = set()
+        for module_name, module in self.named_modules(remove_duplicate=False):
+            if isinstance(module, _NO_DECAY_MODULES):
+                prefix = f"{module_name}." if module_name else ""
+                names.update(prefix + name for name, _ in module.named_parameters(remove_duplicate=False))
+        return names
+
     @classmethod
-    def from_pretrained(cls: type[M], directory: str | Path, map_location: str | torch.device = "cpu", **overrides: Any) -> M:
+    def from_pretrained(
+        cls: type[M], directory: str | Path, map_location: str | torch.device = "cpu", **overrides: Any
+    ) -> M:
         """Rebuild a model saved by :meth:`save_pretrained`.
 
         Args:
@@ -102,7 +141,9 @@ class PretrainedModel(nn.Module):
         directory = Path(directory)
         for name in (CONFIG_NAME, WEIGHTS_NAME):
             if not (directory / name).is_file():
-                raise FileNotFoundError(f"{directory / name} not found: a polyformer model directory holds {CONFIG_NAME} and {WEIGHTS_NAME}")
+                raise FileNotFoundError(
+                    f"{directory / name} not found: a polyformer model directory holds {CONFIG_NAME} and {WEIGHTS_NAME}"
+                )
         config = cls.config_class.load(directory / CONFIG_NAME)
         if overrides:
             config = config.replace(**overrides)
@@ -119,7 +160,8 @@ class PretrainedModel(nn.Module):
         missing = sorted(set(result.missing_keys) - tied)
         if missing or result.unexpected_keys:
             raise ValueError(
-                f"weights in {source} do not fit {type(self).__name__}: missing {missing[:8]}, unexpected {sorted(result.unexpected_keys)[:8]}"
+                f"weights in {source} do not fit {type(self).__name__}: "
+                f"missing {missing[:8]}, unexpected {sorted(result.unexpected_keys)[:8]}"
             )
 
 

@@ -1,9 +1,12 @@
 """Token-in, logits-out transformers: encoder-decoder (Vaswani et al. 2017) and decoder-only
 (GPT, Radford et al. 2018), with incremental decoding through :class:`KVCache`.
 
-Both expose ``step(tokens, cache, token_mask)`` so the shared generation code
-(:mod:`polyformer.core.generation`) drives either. Domain models (translation, causal LM, ASR)
-build on these.
+:class:`TokenDecoder` is the decoding half on its own: token embedding, decoder stack and output
+head, with the cache bookkeeping. It attends to any memory (B, S, D), so an encoder of audio
+features or image features pairs with it as well as a token encoder does. It, and both models,
+expose ``step(tokens, cache, token_mask)``, so the shared generation code
+(:mod:`polyformer.core.generation`) drives any of them. Domain models (translation, causal LM,
+ASR) build on these.
 
 Shape legend: B batch, S source tokens, T target tokens, D model dim, H heads, V vocabulary.
 """
@@ -17,13 +20,22 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .config import TransformerConfig
-from .kv_cache import KVCache
+from .attention_ops import backend_class
+from .config import BlockSpec, TransformerConfig
+from .kv_cache import KVCache, positions_from_mask
 from .positional import ALiBi, LearnedPositionalEmbedding, SinusoidalPositionalEmbedding
 from .pretrained import PretrainedModel
 from .stacks import StackOutput, build_decoder, build_encoder
 
-__all__ = ["DecoderOnlyTransformer", "EncoderDecoderTransformer", "ModelOutput", "TokenEmbedding", "positions_from_mask"]
+__all__ = [
+    "DecoderOnlyTransformer",
+    "EncoderDecoderTransformer",
+    "ModelOutput",
+    "TokenDecoder",
+    "TokenEmbedding",
+    "check_token_ids",
+    "self_attention_mask",
+]
 
 
 @dataclass
@@ -41,20 +53,9 @@ class ModelOutput:
     encoder: StackOutput | None = None
 
 
-def positions_from_mask(token_mask: Tensor | None, length: int, start: Tensor | None, device: torch.device) -> Tensor:
-    """Position of each token (B, T): real tokens count up from ``start``; pads repeat the last.
-
-    Left-padded prompts thus start at position 0 in every row.
-    """
-    if token_mask is None:
-        positions = torch.arange(length, device=device).unsqueeze(0)
-    else:
-        positions = (token_mask.long().cumsum(1) - 1).clamp(min=0)
-    return positions if start is None else positions + start.unsqueeze(1)
-
-
 class TokenEmbedding(nn.Module):
-    """Token embedding, optionally scaled by sqrt(D), plus absolute positions, then dropout.
+    """Token embedding, optionally scaled by sqrt(D), plus absolute positions and token types,
+    then an optional norm (BERT) and dropout.
 
     Args:
         vocab_size: V.
@@ -65,9 +66,22 @@ class TokenEmbedding(nn.Module):
         scale: multiply token vectors by sqrt(D).
         dropout: dropout after the sum.
         padding_idx: token whose vector stays zero.
+        type_vocab_size: token-type (segment) embeddings added to the sum; 0 = none.
+        norm: applied to the sum before dropout, or None.
     """
 
-    def __init__(self, vocab_size: int, dim: int, position: str, max_len: int, scale: bool, dropout: float, padding_idx: int | None):
+    def __init__(
+        self,
+        vocab_size: int,
+        dim: int,
+        position: str,
+        max_len: int,
+        scale: bool,
+        dropout: float,
+        padding_idx: int | None,
+        type_vocab_size: int = 0,
+        norm: nn.Module | None = None,
+    ):
         super().__init__()
         self.tokens = nn.Embedding(vocab_size, dim, padding_idx=padding_idx)
         nn.init.normal_(self.tokens.weight, std=dim**-0.5 if scale else 0.02)
@@ -79,107 +93,201 @@ class TokenEmbedding(nn.Module):
             self.positions = SinusoidalPositionalEmbedding(max_len, dim)
         elif position == "learned":
             self.positions = LearnedPositionalEmbedding(max_len, dim)
+        self.token_types = nn.Embedding(type_vocab_size, dim) if type_vocab_size else None
+        if self.token_types is not None:
+            nn.init.normal_(self.token_types.weight, std=0.02)
+        self.norm = norm
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, ids: Tensor, positions: Tensor) -> Tensor:
+    def forward(self, ids: Tensor, positions: Tensor, token_types: Tensor | None = None) -> Tensor:
+        """Ids (B, T) at positions (B, T), token types (B, T) (default all 0) -> vectors (B, T, D)."""
         x = self.tokens(ids) * self.scale  # (B, T, D)
         if self.positions is not None:
             x = x + self.positions(positions)
+        if self.token_types is not None:
+            if token_types is None:
+                x = x + self.token_types.weight[0]
+            else:
+                if token_types.shape != ids.shape:
+                    raise ValueError(f"token_type_ids must match the ids' shape {tuple(ids.shape)}, got {tuple(token_types.shape)}")
+                x = x + self.token_types(token_types)
+        elif token_types is not None:
+            raise ValueError("this model has no token-type embeddings (type_vocab_size=0); pass token_type_ids=None")
+        if self.norm is not None:
+            x = self.norm(x)
         return self.dropout(x)
 
 
-def _check_ids(ids: Tensor, vocab_size: int, what: str) -> None:
+def check_token_ids(ids: Tensor, vocab_size: int, what: str) -> None:
+    """Raise a ValueError unless ``ids`` is an integer (B, T) tensor of ids in [0, vocab_size)."""
     if ids.dim() != 2 or ids.dtype not in (torch.int64, torch.int32):
         raise ValueError(f"{what} must be an integer tensor (B, T), got {ids.dtype} {tuple(ids.shape)}")
     if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
         raise ValueError(f"{what} holds ids outside [0, {vocab_size}): min {int(ids.min())}, max {int(ids.max())}")
 
 
-class _Seq2SeqBase(PretrainedModel):
-    """Parts shared by both models: target embedding, decoder, output head, masks."""
+def self_attention_mask(alibi: ALiBi | None, q_positions: Tensor, k_positions: Tensor, key_mask: Tensor | None) -> Tensor | None:
+    """Boolean key-padding mask (B, 1, 1, Tk), or the ALiBi bias (B, H, Tq, Tk) with pads at -inf."""
+    if alibi is None:
+        return None if key_mask is None else key_mask[:, None, None, :]
+    bias = alibi(q_positions, k_positions)
+    return bias if key_mask is None else bias.masked_fill(~key_mask[:, None, None, :], float("-inf"))
 
-    config_class = TransformerConfig
-    config: TransformerConfig
 
-    def _build_target_side(self, config: TransformerConfig, cross_attention: bool) -> None:
-        self.embed = TokenEmbedding(config.vocab_size, config.d_model, config.position, config.max_len, config.scale_embeddings, config.dropout, config.pad_id)
-        self.decoder = build_decoder(config, cross_attention)
-        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
-        if config.tie_embeddings:
+class TokenDecoder(nn.Module):
+    """Token embedding + decoder stack + output head, with the incremental-decoding bookkeeping.
+
+    Args:
+        vocab_size: V.
+        spec: what each decoder block is made of.
+        num_layers: depth.
+        cross_attention: blocks attend to a memory (encoder output); False = decoder-only.
+        memory_dim: width of the memory when it differs from ``spec.dim``.
+        position: ``sinusoidal`` | ``learned`` | ``rotary`` | ``alibi`` | ``none`` (rotary must
+            match ``spec.rotary``).
+        max_len: number of positions.
+        scale_embeddings: multiply token vectors by sqrt(D).
+        dropout: dropout after the embeddings.
+        pad_id: token whose embedding stays zero, or None.
+        tie_embeddings: the output head shares the token embedding matrix.
+        final_norm: norm after the last block; default for pre-norm blocks.
+
+    Attributes:
+        embed: the :class:`TokenEmbedding`.
+        stack: the :class:`~polyformer.core.stacks.TransformerDecoder`.
+        lm_head: the (D -> V) output projection.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        spec: BlockSpec,
+        num_layers: int,
+        *,
+        cross_attention: bool = True,
+        memory_dim: int | None = None,
+        position: str = "learned",
+        max_len: int = 1024,
+        scale_embeddings: bool = False,
+        dropout: float = 0.0,
+        pad_id: int | None = None,
+        tie_embeddings: bool = True,
+        final_norm: bool | None = None,
+    ):
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"a token decoder needs at least one layer, got {num_layers}")
+        if spec.rotary != (position == "rotary"):
+            raise ValueError(f"position={position!r} and spec.rotary={spec.rotary} disagree; rotary positions need both")
+        if position == "alibi":
+            backend_class(spec.backend).check_use(float_mask=True, where="ALiBi")
+        self.vocab_size = vocab_size
+        self.embed = TokenEmbedding(vocab_size, spec.dim, position, max_len, scale_embeddings, dropout, pad_id)
+        self.stack = build_decoder(spec, num_layers, cross_attention=cross_attention, memory_dim=memory_dim, final_norm=final_norm)
+        self.lm_head = nn.Linear(spec.dim, vocab_size, bias=False)
+        if tie_embeddings:
             self.lm_head.weight = self.embed.tokens.weight
-        self.alibi = ALiBi(config.num_heads) if config.position == "alibi" else None
+        self.alibi = ALiBi(spec.num_heads) if position == "alibi" else None
 
-    def _self_mask(self, q_positions: Tensor, k_positions: Tensor | None, key_mask: Tensor | None) -> Tensor | None:
-        """Boolean key-padding mask (B, 1, 1, Tk), or the ALiBi bias (B, H, Tq, Tk) with pads at -inf."""
-        if self.alibi is None:
-            return None if key_mask is None else key_mask[:, None, None, :]
-        bias = self.alibi(q_positions, q_positions if k_positions is None else k_positions)
-        return bias if key_mask is None else bias.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+    @classmethod
+    def from_config(cls, config: TransformerConfig, cross_attention: bool) -> TokenDecoder:
+        """The target side a :class:`~polyformer.core.config.TransformerConfig` describes."""
+        return cls(
+            config.vocab_size,
+            config.block_spec(),
+            config.decoder_layers,
+            cross_attention=cross_attention,
+            position=config.position,
+            max_len=config.max_len,
+            scale_embeddings=config.scale_embeddings,
+            dropout=config.dropout,
+            pad_id=config.pad_id,
+            tie_embeddings=config.tie_embeddings,
+        )
 
-    def _decode(
+    def new_cache(self, memory: Tensor | None = None, memory_mask: Tensor | None = None) -> KVCache:
+        """An empty decoding state; ``memory`` (B, S, D) and its mask (B, S) for cross-attention."""
+        return KVCache.empty(len(self.stack.layers), memory, memory_mask)
+
+    def forward(
         self,
         tokens: Tensor,
-        token_mask: Tensor | None,
-        cache: KVCache | None,
+        *,
+        token_mask: Tensor | None = None,
         memory: Tensor | None = None,
         memory_mask: Tensor | None = None,
-        **outputs: bool,
+        cache: KVCache | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
     ) -> tuple[Tensor, StackOutput]:
-        """Run the decoder over tokens (B, T), extending ``cache`` if given; returns logits (B, T, V)."""
-        _check_ids(tokens, self.config.vocab_size, "target token ids")
+        """Logits (B, T, V) for tokens (B, T), extending ``cache`` if given, and the stack's outputs.
+
+        Args:
+            tokens: target ids; with a cache they continue the cached tokens.
+            token_mask: (B, T) True for real tokens (False = padding, e.g. left-padded prompts).
+            memory: what cross-attention attends to (B, S, D); default ``cache.memory``.
+            memory_mask: (B, S) True for real memory positions; default ``cache.memory_mask``.
+            cache: the decoding state from :meth:`new_cache`.
+            output_hidden_states: keep each layer's output.
+            output_attentions: keep each layer's attention weights.
+        """
+        check_token_ids(tokens, self.vocab_size, "target token ids")
         b, t = tokens.shape
-        start = key_mask = k_positions = None
         if cache is not None:
-            start = cache.next_position
-            if start is None:
-                start = torch.zeros(b, dtype=torch.long, device=tokens.device)
-            key_mask = _concat_masks(cache.key_mask, token_mask, cache.length, t, b, tokens.device)
-        else:
-            key_mask = token_mask
-        positions = positions_from_mask(token_mask, t, start, tokens.device).expand(b, t)
-        if cache is not None:
-            cache.key_mask = key_mask
-            step = token_mask.long().sum(1) if token_mask is not None else torch.full((b,), t, device=tokens.device)
-            cache.next_position = start + step
-            if self.alibi is not None:
-                k_positions = torch.cat([cache.extra["positions"], positions], 1) if "positions" in cache.extra else positions
-                cache.extra["positions"] = k_positions
+            positions = cache.advance(token_mask, b, t, tokens.device, track_positions=self.alibi is not None)
+            key_mask, k_positions = cache.key_mask, cache.key_positions
             memory = cache.memory if memory is None else memory
             memory_mask = cache.memory_mask if memory_mask is None else memory_mask
-        self_mask = self._self_mask(positions, k_positions, key_mask)
+        else:
+            positions = positions_from_mask(token_mask, t, None, tokens.device).expand(b, t)
+            key_mask, k_positions = token_mask, positions
+        self_mask = self_attention_mask(self.alibi, positions, k_positions, key_mask)
         cross_mask = None if memory_mask is None else memory_mask[:, None, None, :]
-        x = self.embed(tokens, positions)
-        out = self.decoder(x, memory, self_mask, cross_mask, positions, cache, **outputs)
+        out = self.stack(
+            self.embed(tokens, positions),
+            memory=memory,
+            self_mask=self_mask,
+            memory_mask=cross_mask,
+            positions=positions,
+            cache=cache,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+        )
         return self.lm_head(out.last_hidden_state), out
 
-
-def _concat_masks(past: Tensor | None, new: Tensor | None, past_len: int, new_len: int, b: int, device: torch.device) -> Tensor | None:
-    if past is None and new is None:
-        return None
-    if past is None:
-        past = torch.ones(b, past_len, dtype=torch.bool, device=device)
-    if new is None:
-        new = torch.ones(b, new_len, dtype=torch.bool, device=device)
-    return torch.cat([past, new.bool()], dim=1)
+    def step(self, tokens: Tensor, cache: KVCache, token_mask: Tensor | None = None) -> Tensor:
+        """Logits (B, t, V) for the next tokens (B, t), extending ``cache``."""
+        return self(tokens, token_mask=token_mask, cache=cache)[0]
 
 
-class EncoderDecoderTransformer(_Seq2SeqBase):
+class EncoderDecoderTransformer(PretrainedModel):
     """The encoder-decoder transformer of "Attention Is All You Need".
 
     Args:
         config: a :class:`TransformerConfig`; ``src_vocab_size`` None shares one embedding.
+
+    Attributes:
+        src_embed: source token embedding (the decoder's own when the vocabulary is shared).
+        encoder: the encoder stack.
+        decoder: the :class:`TokenDecoder`.
     """
+
+    config_class = TransformerConfig
+    config: TransformerConfig
 
     def __init__(self, config: TransformerConfig):
         super().__init__(config)
         if config.encoder_layers < 1 or config.decoder_layers < 1:
             raise ValueError("an encoder-decoder model needs encoder_layers >= 1 and decoder_layers >= 1")
-        self._build_target_side(config, cross_attention=True)
+        self.decoder = TokenDecoder.from_config(config, cross_attention=True)
         if config.src_vocab_size is None:
-            self.src_embed = self.embed
+            self.src_embed = self.decoder.embed
         else:
-            self.src_embed = TokenEmbedding(config.src_vocab_size, config.d_model, config.position, config.max_len, config.scale_embeddings, config.dropout, config.pad_id)
-        self.encoder = build_encoder(config)
+            self.src_embed = TokenEmbedding(
+                config.src_vocab_size, config.d_model, config.position, config.max_len,
+                config.scale_embeddings, config.dropout, config.pad_id,
+            )  # fmt: skip
+        self.encoder = build_encoder(config.block_spec(), config.encoder_layers)
 
     @property
     def src_vocab_size(self) -> int:
@@ -192,12 +300,12 @@ class EncoderDecoderTransformer(_Seq2SeqBase):
 
     def encode(self, src: Tensor, src_mask: Tensor | None = None, **outputs: bool) -> StackOutput:
         """Encode source ids (B, S); ``src_mask`` (B, S) True = real token, default from pad_id."""
-        _check_ids(src, self.src_vocab_size, "source token ids")
+        check_token_ids(src, self.src_vocab_size, "source token ids")
         if src_mask is None:
             src_mask = self.source_mask(src)
         positions = positions_from_mask(src_mask, src.shape[1], None, src.device).expand_as(src)
-        mask = self._self_mask(positions, None, src_mask)
-        return self.encoder(self.src_embed(src, positions), mask, False, positions, **outputs)
+        mask = self_attention_mask(self.decoder.alibi, positions, positions, src_mask)
+        return self.encoder(self.src_embed(src, positions), mask=mask, positions=positions, **outputs)
 
     def forward(
         self, src: Tensor, tgt: Tensor, src_mask: Tensor | None = None, output_hidden_states: bool = False, output_attentions: bool = False
@@ -211,45 +319,68 @@ class EncoderDecoderTransformer(_Seq2SeqBase):
             src_mask = self.source_mask(src)
         outputs = dict(output_hidden_states=output_hidden_states, output_attentions=output_attentions)
         encoded = self.encode(src, src_mask, **outputs)
-        logits, decoded = self._decode(tgt, None, None, encoded.last_hidden_state, src_mask, **outputs)
+        logits, decoded = self.decoder(tgt, memory=encoded.last_hidden_state, memory_mask=src_mask, **outputs)
         return ModelOutput(logits, decoded, encoded) if output_hidden_states or output_attentions else logits
 
     def new_cache(self, src: Tensor, src_mask: Tensor | None = None) -> KVCache:
         """Encode the source once and return the decoding state for :meth:`step`."""
         if src_mask is None:
             src_mask = self.source_mask(src)
-        memory = self.encode(src, src_mask).last_hidden_state
-        return KVCache.empty(len(self.decoder.layers), memory, src_mask)
+        return self.decoder.new_cache(self.encode(src, src_mask).last_hidden_state, src_mask)
 
     def step(self, tokens: Tensor, cache: KVCache, token_mask: Tensor | None = None) -> Tensor:
         """Logits (B, t, V) for the next target tokens (B, t), extending ``cache``."""
-        logits, _ = self._decode(tokens, token_mask, cache)
-        return logits
+        return self.decoder.step(tokens, cache, token_mask)
 
     @torch.no_grad()
-    def generate(self, src: Tensor, src_mask: Tensor | None = None, max_new_tokens: int = 64, **options: Any):
-        """Decode target ids for a source batch; options as in :func:`~polyformer.core.generation.generate`."""
+    def generate(
+        self,
+        src: Tensor,
+        src_mask: Tensor | None = None,
+        max_new_tokens: int = 64,
+        decoder_prompt: Tensor | list[int] | None = None,
+        **options: Any,
+    ):
+        """Decode target ids for a source batch; options as in :func:`~polyformer.core.generation.generate`.
+
+        Args:
+            src: source ids (B, S).
+            src_mask: (B, S) True = real token; default from ``pad_id``.
+            max_new_tokens: most tokens generated after the prompt.
+            decoder_prompt: the tokens every target starts with, a list of ids or a (B, T)
+                tensor (several start tokens, as a multilingual model's language and task
+                tokens); default ``[bos_id]``. They are not part of the output.
+        """
         from .generation import generate
 
         cache = self.new_cache(src, src_mask)
-        start = torch.full((src.shape[0], 1), self.config.bos_id, dtype=torch.long, device=src.device)
+        prompt = decoder_prompt if decoder_prompt is not None else [self.config.bos_id]
+        if not isinstance(prompt, Tensor):
+            if not prompt:
+                raise ValueError("decoder_prompt needs at least one token")
+            prompt = torch.tensor([list(prompt)], dtype=torch.long, device=src.device).expand(src.shape[0], -1)
+        if prompt.dim() != 2 or prompt.shape[0] != src.shape[0]:
+            raise ValueError(f"decoder_prompt must be (B={src.shape[0]}, T) token ids, got {tuple(prompt.shape)}")
         options.setdefault("eos_id", self.config.eos_id)
         options.setdefault("pad_id", self.config.pad_id)
-        return generate(self, cache, start, max_new_tokens=max_new_tokens, **options)
+        return generate(self, cache, prompt.to(src.device), max_new_tokens=max_new_tokens, **options)
 
 
-class DecoderOnlyTransformer(_Seq2SeqBase):
-    """A causal language model: token embedding, causal decoder stack, output head.
+class DecoderOnlyTransformer(PretrainedModel):
+    """A causal language model: a :class:`TokenDecoder` without cross-attention.
 
     Args:
         config: a :class:`TransformerConfig`; ``encoder_layers`` and ``src_vocab_size`` are unused.
     """
 
+    config_class = TransformerConfig
+    config: TransformerConfig
+
     def __init__(self, config: TransformerConfig):
         super().__init__(config)
         if config.decoder_layers < 1:
             raise ValueError("a decoder-only model needs decoder_layers >= 1")
-        self._build_target_side(config, cross_attention=False)
+        self.decoder = TokenDecoder.from_config(config, cross_attention=False)
 
     def forward(
         self,
@@ -265,15 +396,14 @@ class DecoderOnlyTransformer(_Seq2SeqBase):
         ``output_hidden_states`` or ``output_attentions`` a :class:`ModelOutput` is returned.
         """
         outputs = dict(output_hidden_states=output_hidden_states, output_attentions=output_attentions)
-        logits, decoded = self._decode(input_ids, attention_mask, cache, **outputs)
+        logits, decoded = self.decoder(input_ids, token_mask=attention_mask, cache=cache, **outputs)
         return ModelOutput(logits, decoded) if output_hidden_states or output_attentions else logits
 
     def new_cache(self, batch_size: int | None = None) -> KVCache:
-        return KVCache.empty(len(self.decoder.layers))
+        return self.decoder.new_cache()
 
     def step(self, tokens: Tensor, cache: KVCache, token_mask: Tensor | None = None) -> Tensor:
-        logits, _ = self._decode(tokens, token_mask, cache)
-        return logits
+        return self.decoder.step(tokens, cache, token_mask)
 
     @torch.no_grad()
     def generate(self, input_ids: Tensor, attention_mask: Tensor | None = None, max_new_tokens: int = 64, **options: Any):

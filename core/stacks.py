@@ -1,4 +1,9 @@
-"""Encoder and decoder stacks, and builders that assemble them from a TransformerConfig.
+"""Encoder and decoder stacks, and builders that assemble them from a :class:`BlockSpec`.
+
+LayerDrop (Fan et al. 2019, "Reducing Transformer Depth on Demand with Structured Dropout";
+fairseq, wav2vec2) skips each whole layer with a probability while training. With DDP, a
+skipped layer's parameters get no gradient in that step: wrap with
+``find_unused_parameters=True``.
 
 Shape legend: B batch, T target tokens, S source tokens, D model dim, H heads, L layers.
 """
@@ -7,16 +12,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
 
-from .config import TransformerConfig
+from .attention_ops import backend_class
+from .config import BlockSpec
 from .feedforward import build_feed_forward, build_norm
 from .kv_cache import KVCache
 from .layers import DecoderLayer, EncoderLayer
 from .moe import build_moe_feed_forward
 from .multihead import MultiHeadAttention
 
-__all__ = ["StackOutput", "TransformerDecoder", "TransformerEncoder", "build_decoder", "build_encoder", "drop_path_rates"]
+__all__ = [
+    "StackOutput",
+    "TransformerDecoder",
+    "TransformerEncoder",
+    "build_attention",
+    "build_block_feed_forward",
+    "build_decoder",
+    "build_encoder",
+    "drop_path_rates",
+]
 
 
 @dataclass
@@ -36,28 +52,51 @@ class StackOutput:
     cross_attentions: tuple[Tensor, ...] | None = None
 
 
-class TransformerEncoder(nn.Module):
-    """A stack of :class:`EncoderLayer` with an optional final norm (needed by pre-norm)."""
+def _check_layer_drop(layer_drop: float) -> None:
+    if not 0.0 <= layer_drop < 1.0:
+        raise ValueError(f"layer_drop must be in [0, 1), got {layer_drop}")
 
-    def __init__(self, layers: list[EncoderLayer], final_norm: nn.Module | None = None):
+
+def _kept_layers(layers: nn.ModuleList, layer_drop: float, training: bool) -> list[tuple[int, nn.Module]]:
+    """The layers that run this pass: all of them, or each kept with probability 1 - layer_drop."""
+    if not training or layer_drop == 0.0:
+        return list(enumerate(layers))
+    keep = torch.rand(len(layers)) >= layer_drop
+    return [(i, layer) for i, layer in enumerate(layers) if keep[i]]
+
+
+class TransformerEncoder(nn.Module):
+    """A stack of :class:`EncoderLayer` with an optional final norm (needed by pre-norm).
+
+    Args:
+        layers: the layers, applied in order.
+        final_norm: norm after the last layer, or None.
+        layer_drop: LayerDrop probability while training.
+    """
+
+    def __init__(self, layers: list[EncoderLayer], final_norm: nn.Module | None = None, layer_drop: float = 0.0):
         super().__init__()
+        _check_layer_drop(layer_drop)
         self.layers = nn.ModuleList(layers)
         self.final_norm = final_norm
+        self.layer_drop = layer_drop
 
     def forward(
         self,
         x: Tensor,
+        *,
         mask: Tensor | None = None,
         is_causal: bool = False,
         positions: Tensor | None = None,
+        pos: Tensor | None = None,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
     ) -> StackOutput:
-        """Encode x (B, T, D); ``mask`` is boolean (True = may attend) or additive."""
+        """Encode x (B, T, D); ``mask`` is boolean (True = may attend) or additive; ``pos`` as in DETR."""
         hidden = [x] if output_hidden_states else None
         attentions = [] if output_attentions else None
-        for layer in self.layers:
-            x, weights = layer(x, mask, is_causal, positions, None, output_attentions)
+        for _, layer in _kept_layers(self.layers, self.layer_drop, self.training):
+            x, weights = layer(x, mask=mask, is_causal=is_causal, positions=positions, pos=pos, return_weights=output_attentions)
             if hidden is not None:
                 hidden.append(x)
             if attentions is not None:
@@ -68,31 +107,51 @@ class TransformerEncoder(nn.Module):
 
 
 class TransformerDecoder(nn.Module):
-    """A stack of :class:`DecoderLayer` with an optional final norm."""
+    """A stack of :class:`DecoderLayer` with an optional final norm.
 
-    def __init__(self, layers: list[DecoderLayer], final_norm: nn.Module | None = None):
+    Args:
+        layers: the layers, applied in order.
+        final_norm: norm after the last layer, or None.
+        layer_drop: LayerDrop probability while training (never while decoding with a cache).
+    """
+
+    def __init__(self, layers: list[DecoderLayer], final_norm: nn.Module | None = None, layer_drop: float = 0.0):
         super().__init__()
+        _check_layer_drop(layer_drop)
         self.layers = nn.ModuleList(layers)
         self.final_norm = final_norm
+        self.layer_drop = layer_drop
 
     def forward(
         self,
         x: Tensor,
+        *,
         memory: Tensor | None = None,
         self_mask: Tensor | None = None,
         memory_mask: Tensor | None = None,
         positions: Tensor | None = None,
+        pos: Tensor | None = None,
+        memory_pos: Tensor | None = None,
         cache: KVCache | None = None,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
     ) -> StackOutput:
-        """Decode x (B, T, D), causally, attending to memory (B, S, D) where given."""
+        """Decode x (B, T, D), attending to memory (B, S, D) where given; see :class:`DecoderLayer`."""
         hidden = [x] if output_hidden_states else None
         attentions = [] if output_attentions else None
         crosses = [] if output_attentions else None
-        for i, layer in enumerate(self.layers):
-            layer_cache = cache.layers[i] if cache is not None else None
-            x, self_w, cross_w = layer(x, memory, self_mask, memory_mask, positions, layer_cache, output_attentions)
+        for i, layer in _kept_layers(self.layers, self.layer_drop, self.training and cache is None):
+            x, self_w, cross_w = layer(
+                x,
+                memory=memory,
+                self_mask=self_mask,
+                memory_mask=memory_mask,
+                positions=positions,
+                pos=pos,
+                memory_pos=memory_pos,
+                cache=cache.layers[i] if cache is not None else None,
+                return_weights=output_attentions,
+            )
             if hidden is not None:
                 hidden.append(x)
             if attentions is not None:
@@ -107,17 +166,24 @@ def _tuple(items: list | None) -> tuple | None:
     return None if items is None else tuple(items)
 
 
-def _attention(config: TransformerConfig, cross: bool) -> MultiHeadAttention:
+def build_attention(spec: BlockSpec, cross: bool = False, kv_dim: int | None = None) -> MultiHeadAttention:
+    """The self- (or cross-) attention of a block; rotary applies to self-attention only."""
+    qkv_bias = spec.bias if spec.qkv_bias is None else spec.qkv_bias
     return MultiHeadAttention(
-        config.d_model,
-        config.num_heads,
-        num_kv_heads=config.num_kv_heads,
-        dropout=config.attention_dropout,
-        bias=config.bias,
-        backend=config.backend,
-        rotary=config.position == "rotary" and not cross,
+        spec.dim,
+        spec.num_heads,
+        num_kv_heads=spec.num_kv_heads,
+        dropout=spec.attention_dropout,
+        bias=spec.bias,
+        q_bias=qkv_bias,
+        k_bias=qkv_bias if spec.key_bias is None else spec.key_bias,
+        v_bias=qkv_bias,
+        out_bias=spec.out_bias,
+        backend=spec.backend,
+        rotary=spec.rotary and not cross,
         cross=cross,
-        max_len=config.max_len,
+        kv_dim=kv_dim,
+        max_len=spec.max_len,
     )
 
 
@@ -128,33 +194,89 @@ def drop_path_rates(rate: float, depth: int) -> list[float]:
     return [rate * i / (depth - 1) for i in range(depth)]
 
 
-def _feed_forward(config: TransformerConfig, layer_index: int) -> nn.Module:
+def build_block_feed_forward(spec: BlockSpec, layer_index: int) -> nn.Module:
     """Dense feed-forward, or MoE on every ``moe_every``-th layer when ``moe_experts`` is set."""
-    if config.moe_experts and (layer_index + 1) % config.moe_every == 0:
-        capacity = config.moe_capacity_factor or None
-        return build_moe_feed_forward(config, config.moe_experts, config.moe_top_k, capacity_factor=capacity)
-    return build_feed_forward(config.d_model, config.d_ff, config.activation, config.dropout, config.bias)
+    if spec.moe_experts and (layer_index + 1) % spec.moe_every == 0:
+        return build_moe_feed_forward(
+            spec.dim,
+            spec.d_ff,
+            spec.moe_experts,
+            spec.moe_top_k,
+            activation=spec.activation,
+            dropout=spec.dropout,
+            bias=spec.bias,
+            capacity_factor=spec.moe_capacity_factor or None,
+        )
+    return build_feed_forward(spec.dim, spec.d_ff, spec.activation, spec.dropout, spec.bias)
 
 
-def _norm(config: TransformerConfig) -> nn.Module:
-    return build_norm(config.norm, config.d_model, config.norm_eps)
+def _norm(spec: BlockSpec) -> nn.Module:
+    return build_norm(spec.norm, spec.dim, spec.norm_eps)
 
 
-def build_encoder(config: TransformerConfig, num_layers: int | None = None) -> TransformerEncoder:
-    """The encoder stack a config describes (``num_layers`` defaults to encoder_layers)."""
-    depth = config.encoder_layers if num_layers is None else num_layers
+def build_encoder(spec: BlockSpec, num_layers: int, *, final_norm: bool | None = None, causal: bool = False) -> TransformerEncoder:
+    """An encoder stack of ``num_layers`` blocks.
+
+    Args:
+        spec: what each block is made of.
+        num_layers: depth L.
+        final_norm: norm after the last layer; default for pre-norm stacks.
+        causal: the stack will be run causally (checks that the backend supports it).
+    """
+    backend_class(spec.backend).check_use(causal=causal, where="this encoder")
     layers = [
-        EncoderLayer(_attention(config, False), _feed_forward(config, i), _norm(config), _norm(config), config.dropout, rate, config.norm_first)
-        for i, rate in enumerate(drop_path_rates(config.drop_path, depth))
+        EncoderLayer(
+            build_attention(spec),
+            build_block_feed_forward(spec, i),
+            _norm(spec),
+            _norm(spec),
+            dropout=spec.dropout,
+            drop_path=rate,
+            norm_first=spec.norm_first,
+            layer_scale=spec.layer_scale,
+        )
+        for i, rate in enumerate(drop_path_rates(spec.drop_path, num_layers))
     ]
-    return TransformerEncoder(layers, _norm(config) if config.norm_first else None)
+    final = spec.norm_first if final_norm is None else final_norm
+    return TransformerEncoder(layers, _norm(spec) if final else None, spec.layer_drop)
 
 
-def build_decoder(config: TransformerConfig, cross_attention: bool = True) -> TransformerDecoder:
-    """The decoder stack a config describes; without cross-attention it is decoder-only."""
+def build_decoder(
+    spec: BlockSpec,
+    num_layers: int,
+    *,
+    cross_attention: bool = True,
+    causal: bool = True,
+    memory_dim: int | None = None,
+    final_norm: bool | None = None,
+) -> TransformerDecoder:
+    """A decoder stack of ``num_layers`` blocks.
+
+    Args:
+        spec: what each block is made of.
+        num_layers: depth L.
+        cross_attention: blocks attend to an encoder output (without: decoder-only).
+        causal: causal self-attention (False for DETR's object queries).
+        memory_dim: width of the encoder output, when it differs from ``spec.dim``.
+        final_norm: norm after the last layer; default for pre-norm stacks.
+    """
+    backend_class(spec.backend).check_use(causal=causal, where="a causal decoder")
     layers = []
-    for i, rate in enumerate(drop_path_rates(config.drop_path, config.decoder_layers)):
-        cross = _attention(config, True) if cross_attention else None
-        norms = [_norm(config) for _ in range(3 if cross_attention else 2)]
-        layers.append(DecoderLayer(_attention(config, False), cross, _feed_forward(config, i), norms, config.dropout, rate, config.norm_first))
-    return TransformerDecoder(layers, _norm(config) if config.norm_first else None)
+    for i, rate in enumerate(drop_path_rates(spec.drop_path, num_layers)):
+        layers.append(
+            DecoderLayer(
+                build_attention(spec),
+                build_block_feed_forward(spec, i),
+                _norm(spec),
+                _norm(spec),
+                cross_attn=build_attention(spec, cross=True, kv_dim=memory_dim) if cross_attention else None,
+                cross_attn_norm=_norm(spec) if cross_attention else None,
+                dropout=spec.dropout,
+                drop_path=rate,
+                norm_first=spec.norm_first,
+                layer_scale=spec.layer_scale,
+                causal=causal,
+            )
+        )
+    final = spec.norm_first if final_norm is None else final_norm
+    return TransformerDecoder(layers, _norm(spec) if final else None, spec.layer_drop)

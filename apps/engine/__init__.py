@@ -34,6 +34,14 @@ from .precision import autocast, resolve_precision
 from .randomness import capture_rng_state, restore_rng_state, seed_everything
 from .run_log import MetricsLog, ProgressReporter, plot_training_curves, read_metrics
 from .sampling import ReproducibleSamples, ResumableBatchSampler
-from .tasks import ClassificationTask, TrainingTask, logits_of
+from .tasks import (
+    CausalLMTask,
+    ClassificationTask,
+    MaskedLMTask,
+    Seq2SeqTask,
+    TokenCrossEntropyTask,
+    TrainingTask,
+    logits_of,
+)
 
 __all__ = [name for name in dir() if not name.startswith("_")]

@@ -27,7 +27,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from polyformer.core import atomic_directory
+from polyformer.core.pretrained import CONFIG_NAME, WEIGHTS_NAME, PretrainedModel, atomic_directory, unique_state_dict
 
 __all__ = [
     "TRAINING_STATE_NAME",
@@ -48,30 +48,22 @@ STEP_PREFIX = "step-"
 def write_model_directory(model: nn.Module, directory: Path, full_state: dict[str, torch.Tensor] | None = None) -> Path:
     """Write ``config.json`` + ``model.safetensors`` for ``model`` into ``directory`` (atomically).
 
+    A core ``PretrainedModel`` is saved with its own ``save_pretrained``; any other module gets
+    its weights (and its ``config.save`` output, if it has one). Tied copies are written once.
+
     Args:
         model: a core ``PretrainedModel`` (anything else gets weights only).
         directory: target directory.
         full_state: weights to write instead of ``model.state_dict()`` (gathered from FSDP shards).
     """
-    if full_state is None and hasattr(model, "save_pretrained"):
-        return model.save_pretrained(directory)
+    if isinstance(model, PretrainedModel):
+        return model.save_pretrained(directory, state=full_state)
     state = full_state if full_state is not None else model.state_dict()
     with atomic_directory(directory) as tmp:
         if hasattr(model, "config") and hasattr(model.config, "save"):
-            model.config.save(tmp / "config.json")
-        tensors = _without_shared_storage({name: t.detach().cpu().contiguous() for name, t in state.items()})
-        save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-    return directory
-
-
-def _without_shared_storage(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    seen, kept = set(), {}
-    for name, tensor in state.items():
-        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
-        if key not in seen:
-            seen.add(key)
-            kept[name] = tensor
-    return kept
+            model.config.save(tmp / CONFIG_NAME)
+        save_file(unique_state_dict(state), str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+    return Path(directory)
 
 
 def write_checkpoint(
@@ -102,7 +94,7 @@ def load_training_state(directory: str | Path) -> dict[str, Any]:
 
 def load_model_weights(model: nn.Module, directory: str | Path) -> None:
     """Load a checkpoint's ``model.safetensors`` into ``model`` (strict, tied copies allowed)."""
-    path = Path(directory) / "model.safetensors"
+    path = Path(directory) / WEIGHTS_NAME
     state = load_file(str(path))
     if hasattr(model, "load_weights"):
         model.load_weights(state, source=str(path))
@@ -132,7 +124,9 @@ def resolve_checkpoint(path: str | Path) -> Path:
         found = find_checkpoints(root)
         if found:
             return found[-1]
-    raise FileNotFoundError(f"no checkpoint to resume in {path}: expected a directory with {TRAINING_STATE_NAME} or a run directory")
+    raise FileNotFoundError(
+        f"no checkpoint to resume in {path}: expected a directory with {TRAINING_STATE_NAME} or a run directory"
+    )
 
 
 class CheckpointManager:
@@ -159,7 +153,10 @@ class CheckpointManager:
         if self.best_metric is None or not metrics or self.best_metric not in metrics:
             return False
         value = float(metrics[self.best_metric])
-        better = self.best_value is None or (value > self.best_value if self.best_mode == "max" else value < self.best_value)
+        if self.best_value is None:
+            better = True
+        else:
+            better = value > self.best_value if self.best_mode == "max" else value < self.best_value
         if better:
             self.best_value, self.best_step = value, step
         return better

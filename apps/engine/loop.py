@@ -34,7 +34,7 @@ from .checkpoint import (
 from .config import TrainingConfig
 from .distributed import DistributedContext, all_reduce_sum, init_distributed, wrap_model
 from .ema import ModelEMA
-from .optim import build_adamw, warmup_cosine_schedule
+from .optim import build_adamw, train_step, warmup_cosine_schedule
 from .precision import autocast, resolve_precision
 from .randomness import seed_everything
 from .run_log import MetricsLog, ProgressReporter, plot_training_curves
@@ -157,8 +157,9 @@ def _start_run(model, task, train_data, config, context, eval_data, collate_fn) 
     module = wrap_model(model, context, config.fsdp)
     optimizer = build_adamw(model, config.lr, config.weight_decay, config.betas)
     sampler = ResumableBatchSampler(
-        len(train_data), config.batch_size, config.grad_accum, context.rank, context.world_size, config.seed, keys_with_epoch=True
-    )
+        len(train_data), config.batch_size, config.grad_accum, context.rank, context.world_size, config.seed,
+        keys_with_epoch=True,
+    )  # fmt: skip
     total = config.max_steps or max(1, math.ceil(config.epochs * sampler.steps_per_epoch))
     warmup = config.warmup_steps if config.warmup_steps is not None else round(config.warmup_fraction * total)
     loader = DataLoader(
@@ -227,30 +228,21 @@ def _gradient_sync(run: _Run, sync: bool):
 
 def _optimizer_step(run: _Run, batches: list) -> dict[str, float]:
     run.module.train()
-    accum, loss_total = len(batches), 0.0
-    for index, batch in enumerate(batches):
-        batch = to_device(batch, run.context.device)
-        with _gradient_sync(run, sync=index == accum - 1):
-            with autocast(run.precision, run.context.device):
-                loss = run.task.loss(run.module, batch)
-            (loss / accum).backward()
-        loss_total += loss.detach().float().item()
-    parameters = [p for p in run.model.parameters() if p.grad is not None]
-    max_norm = run.config.clip_grad_norm if run.config.clip_grad_norm is not None else math.inf
-    grad_norm = torch.nn.utils.clip_grad_norm_(parameters, max_norm)
-    grad_norm = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
-    step, loss_mean = run.step + 1, loss_total / accum
-    for what, value in (("the training loss", loss_mean), ("the gradient norm", grad_norm)):
-        if not math.isfinite(value):
-            run.optimizer.zero_grad(set_to_none=True)
-            raise NonFiniteLossError(step, what, value, run.manager.latest_path())
-    lr = run.optimizer.param_groups[0]["lr"]
-    run.optimizer.step()
-    run.optimizer.zero_grad(set_to_none=True)
-    run.scheduler.step()
+
+    def loss_fn(batch) -> torch.Tensor:
+        with autocast(run.precision, run.context.device):
+            return run.task.loss(run.module, to_device(batch, run.context.device))
+
+    def stop(what: str, value: float) -> None:
+        raise NonFiniteLossError(run.step + 1, what, value, run.manager.latest_path())
+
+    values = train_step(
+        run.model, run.optimizer, run.scheduler, loss_fn, batches, run.config.clip_grad_norm,
+        gradient_sync=lambda last: _gradient_sync(run, last), on_non_finite=stop,
+    )  # fmt: skip
     if run.ema is not None:
         run.ema.update(run.model)
-    return {"loss": loss_mean, "lr": lr, "grad_norm": grad_norm}
+    return values
 
 
 def _after_step(run: _Run, values: dict[str, float], progress: ProgressReporter) -> None:
@@ -267,7 +259,8 @@ def _after_step(run: _Run, values: dict[str, float], progress: ProgressReporter)
     metrics = None
     if eval_due and run.eval_data is not None:
         metrics = _evaluate_run(run)
-        progress.message(f"step {step}: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
+        shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+        progress.message(f"step {step}: {shown}")
     if checkpoint_due:
         path = save_run_checkpoint(run, metrics)
         progress.message(f"step {step}: checkpoint {path}")

@@ -1,7 +1,8 @@
 """A toy task that proves the core end to end: an encoder-decoder learns to reverse sequences.
 
 Random token sequences (length 8 to 12) go in; the model must emit them reversed, then EOS.
-Training is teacher-forced cross-entropy; evaluation decodes with the shared generation code
+Training is teacher-forced cross-entropy, run by the training engine
+(:func:`polyformer.apps.engine.train`); evaluation decodes with the shared generation code
 (greedy or beam search, through the KV cache) and counts exact matches.
 
 Shape legend: B batch, S source length, T target length, V vocabulary.
@@ -9,14 +10,20 @@ Shape legend: B batch, S source length, T target length, V vocabulary.
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils.data import Dataset
 
+from polyformer.apps.engine import Seq2SeqTask, TrainingConfig
+from polyformer.apps.engine import train as engine_train
 from polyformer.core import EncoderDecoderTransformer, TransformerConfig
 
 PAD, BOS, EOS, FIRST_SYMBOL = 0, 1, 2, 3
@@ -29,7 +36,7 @@ class ReversalSettings:
     max_len: int = 12  # longest sequence
     steps: int = 700  # optimiser steps
     batch_size: int = 128  # sequences per step
-    lr: float = 3e-3  # peak learning rate (linear warmup, cosine decay)
+    lr: float = 3e-3  # peak learning rate (linear warmup, cosine decay to 0)
     warmup: int = 60  # warmup steps
     d_model: int = 64  # model width
     layers: int = 2  # encoder and decoder layers each
@@ -39,7 +46,8 @@ class ReversalSettings:
 def make_batch(settings: ReversalSettings, batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
     """Right-padded sources (B, S) and their reversals (B, S), PAD after each sequence."""
     lengths = torch.randint(settings.min_len, settings.max_len + 1, (batch_size,), generator=generator)
-    symbols = torch.randint(FIRST_SYMBOL, FIRST_SYMBOL + settings.num_symbols, (batch_size, settings.max_len), generator=generator)
+    shape = (batch_size, settings.max_len)
+    symbols = torch.randint(FIRST_SYMBOL, FIRST_SYMBOL + settings.num_symbols, shape, generator=generator)
     positions = torch.arange(settings.max_len)
     real = positions[None] < lengths[:, None]
     src = symbols.masked_fill(~real, PAD)
@@ -78,35 +86,54 @@ def teacher_forcing_pair(tgt: Tensor) -> tuple[Tensor, Tensor]:
     return decoder_in, labels
 
 
-def train(settings: ReversalSettings, log: Callable[[str], None] | None = None) -> EncoderDecoderTransformer:
-    """Train a fresh model on freshly sampled batches; returns it in eval mode."""
+class ReversalSamples(Dataset):
+    """``count`` random sequences as ``(src (S,), decoder_in (T + 1,), labels (T + 1,))``, drawn once from ``seed``."""
+
+    def __init__(self, settings: ReversalSettings, count: int, seed: int):
+        src, tgt = make_batch(settings, count, torch.Generator().manual_seed(seed))
+        self.src = src
+        self.decoder_in, self.labels = teacher_forcing_pair(tgt)
+
+    def __len__(self) -> int:
+        return len(self.src)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor, Tensor]:
+        return self.src[index], self.decoder_in[index], self.labels[index]
+
+
+def train(
+    settings: ReversalSettings, log: Callable[[str], None] | None = None, out_dir: str | Path | None = None
+) -> EncoderDecoderTransformer:
+    """Train a fresh model with the training engine; returns it on the CPU in eval mode.
+
+    Each step sees ``batch_size`` new sequences (one pass over ``steps * batch_size`` samples);
+    AdamW without weight decay, linear warmup then cosine decay, gradients clipped to norm 1.
+
+    Args:
+        settings: task, model and optimisation sizes.
+        log: gets a progress line every 100 steps.
+        out_dir: the engine's run directory (checkpoint, metrics.jsonl, model/); None uses a
+            temporary directory that is deleted afterwards.
+    """
     torch.manual_seed(settings.seed)
-    generator = torch.Generator().manual_seed(settings.seed)
     model = build_model(settings)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=0.0, betas=(0.9, 0.98))
-
-    def lr_factor(step: int) -> float:
-        if step < settings.warmup:
-            return (step + 1) / settings.warmup
-        progress = (step - settings.warmup) / max(1, settings.steps - settings.warmup)
-        return 0.5 * (1.0 + torch.cos(torch.tensor(progress * torch.pi)).item())
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
-    model.train()
+    data = ReversalSamples(settings, settings.steps * settings.batch_size, settings.seed)
     start = time.perf_counter()
-    for step in range(settings.steps):
-        src, tgt = make_batch(settings, settings.batch_size, generator)
-        decoder_in, labels = teacher_forcing_pair(tgt)
-        logits = model(src, decoder_in)
-        loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=PAD)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        if log is not None and (step + 1) % 100 == 0:
-            log(f"step {step + 1}/{settings.steps}  loss {loss.item():.4f}  {time.perf_counter() - start:.1f}s")
-    return model.eval()
+
+    def report(step: int, values: dict[str, float]) -> None:
+        if log is not None and step % 100 == 0:
+            log(f"step {step}/{settings.steps}  loss {values['loss']:.4f}  {time.perf_counter() - start:.1f}s")
+
+    with contextlib.ExitStack() as stack:
+        if out_dir is None:
+            out_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="reversal-"))
+        config = TrainingConfig(
+            out_dir=str(out_dir), batch_size=settings.batch_size, max_steps=settings.steps, lr=settings.lr,
+            warmup_steps=settings.warmup, weight_decay=0.0, betas=(0.9, 0.98), clip_grad_norm=1.0,
+            precision="fp32", seed=settings.seed, log_every=100, quiet=True, plot=False, keep_last=1,
+        )  # fmt: skip
+        engine_train(model, Seq2SeqTask(pad_id=PAD), data, config, on_step_end=report)
+    return model.cpu().eval()
 
 
 @torch.no_grad()

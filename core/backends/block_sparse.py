@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..attention import AttentionBackend, eager_attention, register_attention_backend
+from ..attention_ops import AttentionBackend, as_4d_mask, eager_attention, register_attention_backend
 from .local import QueryBlocks, gathered_block_attention
 
 __all__ = ["BlockSparseAttention", "PATTERNS", "block_layout", "block_sparse_attention", "block_sparse_mask"]
@@ -138,8 +138,7 @@ def _dense_rows(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, tq: int, i
     r, tk = q.shape[-2], k.shape[-2]
     rows_mask = None
     if mask is not None:
-        while mask.dim() < 4:
-            mask = mask.unsqueeze(0)
+        mask = as_4d_mask(mask)
         rows_mask = mask if mask.shape[-2] == 1 else mask[..., :r, :]
     if is_causal:
         allowed = torch.arange(tk, device=q.device).unsqueeze(0) <= (torch.arange(r, device=q.device) + tk - tq).unsqueeze(1)
@@ -217,6 +216,7 @@ class BlockSparseAttention(AttentionBackend):
 
     options = {"pattern": str, "block": int, "window": int, "stride": int, "globals": int, "random": int, "seed": int}
     positional_option = "pattern"
+    exact = False
 
     def __init__(self, *, num_heads: int, head_dim: int, max_len: int | None = None, **options: Any):
         super().__init__(num_heads=num_heads, head_dim=head_dim, max_len=max_len, **options)

@@ -23,18 +23,9 @@ import torch
 from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
 
-from ..attention import AttentionBackend, register_attention_backend
+from ..attention_ops import AttentionBackend, as_4d_mask, register_attention_backend
 
 __all__ = ["ChunkedAttention", "chunked_attention"]
-
-
-def _as_4d(mask: Tensor | None) -> Tensor | None:
-    """A mask broadcastable to (B, H, Tq, Tk) as a 4-D view."""
-    if mask is None:
-        return None
-    while mask.dim() < 4:
-        mask = mask.unsqueeze(0)
-    return mask
 
 
 def _slice(mask: Tensor, dim: int, start: int, stop: int) -> Tensor:
@@ -199,7 +190,7 @@ def chunked_attention(
         The attended values (B, H, Tq, Dh); rows with no key to attend to are zero.
     """
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
-    full = _as_4d(mask)
+    full = as_4d_mask(mask)
     mask_shape = mask.shape if mask is not None else None
     return _ChunkedAttentionFunction.apply(q, k, v, full, is_causal, scale, dropout_p, query_block, block, mask_shape)
 

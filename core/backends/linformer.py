@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..attention import AttentionBackend, key_padding_only, register_attention_backend, softmax_over_keys
+from ..attention_ops import AttentionBackend, key_padding_only, register_attention_backend, softmax_over_keys
 
 __all__ = ["LinformerAttention", "SHARE_MODES"]
 
@@ -52,7 +52,9 @@ class LinformerAttention(AttentionBackend):
 
     options = {"k": int, "share": str}
     positional_option = "k"
-    supports_float_mask = False
+    supports_causal = False
+    masks = "key_padding"
+    exact = False
 
     def __init__(self, *, num_heads: int, head_dim: int, max_len: int | None = None, **options: Any):
         super().__init__(num_heads=num_heads, head_dim=head_dim, max_len=max_len, **options)

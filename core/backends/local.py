@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..attention import AttentionBackend, register_attention_backend
+from ..attention_ops import AttentionBackend, as_4d_mask, register_attention_backend
 
 __all__ = ["LocalAttention", "QueryBlocks", "gathered_block_attention", "local_attention", "local_mask"]
 
@@ -81,8 +81,7 @@ class QueryBlocks:
 
 def _gather_mask(mask: Tensor, rows: Tensor, key_index: Tensor) -> Tensor:
     """Pick a (mb, mh, mq, mk) mask at query rows (N, bs) and keys (N, S) -> (mb, mh, N, bs|1, S|1)."""
-    while mask.dim() < 4:
-        mask = mask.unsqueeze(0)
+    mask = as_4d_mask(mask)
     mq, mk = mask.shape[-2], mask.shape[-1]
     rows = rows.clamp(0, mq - 1) if mq > 1 else torch.zeros_like(rows)
     if mq == 1 and mk == 1:
@@ -232,6 +231,7 @@ class LocalAttention(AttentionBackend):
 
     options = {"window": int, "block": int}
     positional_option = "window"
+    exact = False
 
     def __init__(self, *, num_heads: int, head_dim: int, max_len: int | None = None, **options: Any):
         super().__init__(num_heads=num_heads, head_dim=head_dim, max_len=max_len, **options)

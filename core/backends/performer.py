@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..attention import AttentionBackend, key_padding_only, register_attention_backend
+from ..attention_ops import AttentionBackend, key_padding_only, register_attention_backend
 
 __all__ = ["PerformerAttention", "PerformerState", "orthogonal_random_features"]
 
@@ -70,6 +70,10 @@ class PerformerState:
         kv = torch.zeros(batch, heads, num_features, head_dim + 1, device=device, dtype=dtype)
         key_max = torch.full((batch, heads), float("-inf"), device=device, dtype=dtype)
         return cls(kv, key_max)
+
+    def index_select(self, index: Tensor) -> PerformerState:
+        """The state of the batch rows ``index`` (beam search reorders caches with it)."""
+        return PerformerState(self.kv.index_select(0, index), self.key_max.index_select(0, index), self.length)
 
 
 def _with_ones(v: Tensor) -> Tensor:
@@ -138,7 +142,9 @@ class PerformerAttention(AttentionBackend):
 
     options = {"features": int, "redraw": int, "chunk": int}
     positional_option = "features"
-    supports_float_mask = False
+    masks = "key_padding"
+    exact = False
+    decoding_state = True
 
     def __init__(self, *, num_heads: int, head_dim: int, max_len: int | None = None, **options: Any):
         super().__init__(num_heads=num_heads, head_dim=head_dim, max_len=max_len, **options)

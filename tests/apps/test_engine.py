@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from engine_tiny_run import CLASSES, run
+from engine_tiny_run import CLASSES, TinyConfig, build_model, run
 from safetensors.torch import load_file
 from torch import nn
 
@@ -20,8 +20,11 @@ from polyformer.apps.engine import (
     resolve_checkpoint,
     resolve_precision,
     warmup_cosine_factor,
+    write_model_directory,
 )
+from polyformer.apps.engine.optim import train_step
 from polyformer.apps.hardware import bf16_is_fast
+from polyformer.core import LearnedPositionalEmbedding, PretrainedModel
 
 
 def weights(directory):
@@ -34,21 +37,95 @@ def assert_same_weights(a, b, atol=1e-6):
         torch.testing.assert_close(a[name], b[name], atol=atol, rtol=0, msg=name)
 
 
-class _Tokens(nn.Module):
+class _Tokens(PretrainedModel):
+    config_class = TinyConfig
+
     def __init__(self):
-        super().__init__()
+        super().__init__(TinyConfig())
+        self.head = nn.Linear(4, 10, bias=False)  # registered before the embedding it is tied to
         self.embed = nn.Embedding(10, 4)
+        self.head.weight = self.embed.weight
+        self.pos_embed = LearnedPositionalEmbedding(5, 4)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, 4))
-        self.pos_embed = nn.Parameter(torch.zeros(1, 5, 4))
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, 4))  # not named below: decayed, whatever its name
         self.norm = nn.LayerNorm(4)
         self.proj = nn.Linear(4, 4)
 
+    def no_weight_decay(self) -> set[str]:
+        return super().no_weight_decay() | {"cls_token"}
 
-def test_weight_decay_skips_norms_biases_embeddings_and_tokens():
+
+def _group_ids(model):
+    return {g["group"]: {id(p) for p in g["params"]} for g in decay_parameter_groups(model, 0.1)}
+
+
+def test_weight_decay_skips_low_dim_parameters_and_the_models_no_weight_decay_names():
     model = _Tokens()
     groups = {g["group"]: g for g in decay_parameter_groups(model, 0.1)}
-    assert [p is model.proj.weight for p in groups["decay"]["params"]] == [True]
+    assert {id(p) for p in groups["decay"]["params"]} == {id(model.mask_token), id(model.proj.weight)}
+    exempt = [model.embed.weight, model.pos_embed.weight, model.cls_token, model.norm.weight, model.norm.bias]
+    exempt.append(model.proj.bias)
+    assert {id(p) for p in groups["no_decay"]["params"]} == {id(p) for p in exempt}
     assert groups["no_decay"]["weight_decay"] == 0.0 and len(groups["no_decay"]["params"]) == 6
+
+
+def test_weight_decay_reads_no_weight_decay_through_a_module_wrapper_and_not_from_names():
+    class Wrapper(nn.Module):  # like DDP: the model under ``module``
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+
+    model = _Tokens()
+    assert _group_ids(Wrapper(model)) == _group_ids(model)
+    plain = nn.Module()  # no no_weight_decay(): only matrices vs the rest
+    plain.embed, plain.cls_token = nn.Embedding(10, 4), nn.Parameter(torch.zeros(1, 1, 4))
+    plain.norm = nn.LayerNorm(4)
+    assert _group_ids(plain) == {"decay": {id(plain.embed.weight), id(plain.cls_token)},
+                                 "no_decay": {id(plain.norm.weight), id(plain.norm.bias)}}  # fmt: skip
+
+
+def test_train_step_averages_micro_batches_clips_steps_and_schedules():
+    torch.manual_seed(0)
+    model, x = nn.Linear(3, 1), torch.randn(4, 3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5**step)
+    full_batch_grads = torch.autograd.grad(model(x).pow(2).mean(), list(model.parameters()))
+    before = [p.detach().clone() for p in model.parameters()]
+    def loss_fn(batch):
+        return model(batch).pow(2).mean()
+
+    values = train_step(model, optimizer, scheduler, loss_fn, [x[:2], x[2:]], clip_grad_norm=1e-3)
+    assert values["grad_norm"] == pytest.approx(float(torch.cat([g.flatten() for g in full_batch_grads]).norm()))
+    assert values["lr"] == 0.1 and optimizer.param_groups[0]["lr"] == 0.05
+    update = torch.cat([(p.detach() - b).flatten() for p, b in zip(model.parameters(), before)])
+    assert 0 < float(update.norm()) <= 0.1 * 1e-3 * 1.001  # lr x the clipped norm
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_train_step_refuses_a_non_finite_loss_before_touching_the_weights():
+    model = nn.Linear(3, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5**step)
+    before = model.weight.detach().clone()
+    seen = []
+    with pytest.raises(FloatingPointError, match="the training loss is nan"):
+        train_step(model, optimizer, scheduler, lambda b: model(b).sum() * float("nan"), [torch.ones(2, 3)],
+                   on_non_finite=lambda what, value: seen.append(what))  # fmt: skip
+    assert seen == ["the training loss"] and torch.equal(model.weight, before)
+    assert model.weight.grad is None and optimizer.param_groups[0]["lr"] == 0.1
+
+
+def test_write_model_directory_saves_given_state_and_ties_once(tmp_path):
+    model = build_model()
+    changed = {name: t + 1 for name, t in model.state_dict().items()}  # e.g. gathered from FSDP shards
+    write_model_directory(model, tmp_path / "pretrained", full_state=changed)
+    assert (tmp_path / "pretrained" / "config.json").is_file()
+    assert_same_weights(weights(tmp_path / "pretrained"), changed)
+    plain = nn.Sequential(nn.Embedding(5, 3), nn.Linear(3, 5, bias=False))
+    plain[1].weight = plain[0].weight
+    write_model_directory(plain, tmp_path / "plain")
+    assert sorted(p.name for p in (tmp_path / "plain").iterdir()) == ["model.safetensors"]
+    assert_same_weights(weights(tmp_path / "plain"), {"0.weight": plain[0].weight.detach()})
 
 
 def test_warmup_then_cosine_to_the_floor():

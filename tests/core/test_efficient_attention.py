@@ -291,9 +291,9 @@ def test_cached_decoding_equals_full_forward(spec):
 @pytest.mark.parametrize("spec", ["linformer:k=8", "linformer:k=8,share=head", *CAUSAL_SPECS])
 def test_every_backend_runs_in_an_encoder_with_padding(spec):
     config = TransformerConfig(d_model=32, num_heads=4, encoder_layers=2, d_ff=64, dropout=0.0, norm_first=True, max_len=20, backend=spec)
-    encoder = build_encoder(config)
+    encoder = build_encoder(config.block_spec(), config.encoder_layers)
     x = torch.randn(2, 20, 32, requires_grad=True)
-    out = encoder(x, _padding(20, [20, 13])).last_hidden_state
+    out = encoder(x, mask=_padding(20, [20, 13])).last_hidden_state
     out.sum().backward()
     assert torch.isfinite(out).all() and torch.isfinite(x.grad).all()
 

@@ -46,7 +46,9 @@ def test_beam_search_finds_sequence_greedy_misses():
     model = TableModel(_trap_table())
     bos = torch.tensor([[1]])
     greedy = generate(model, TableModel.Cache(), bos, max_new_tokens=4, eos_id=EOS, pad_id=PAD)
-    beam = generate(model, TableModel.Cache(), bos, max_new_tokens=4, eos_id=EOS, pad_id=PAD, num_beams=3, length_penalty=0.0)
+    beam = generate(
+        model, TableModel.Cache(), bos, max_new_tokens=4, eos_id=EOS, pad_id=PAD, num_beams=3, length_penalty=0.0
+    )
     assert greedy.sequences[0, :3].tolist() == [3, 5, 2]  # A C EOS: p = 0.6 * 0.34 * 0.99
     assert beam.sequences[0, :2].tolist() == [4, 2]  # B EOS: p = 0.4 * 0.99, higher
     assert beam.sequences[0, 2:].eq(PAD).all()
@@ -111,8 +113,12 @@ def test_sampling_respects_top_k_and_is_seeded():
     a = model.generate(ids, max_new_tokens=6, strategy="sample", top_k=1, eos_id=None)
     g = model.generate(ids, max_new_tokens=6, eos_id=None)
     assert torch.equal(a.sequences, g.sequences)  # top-1 sampling is greedy
-    s1 = model.generate(ids, max_new_tokens=6, strategy="sample", temperature=2.0, generator=torch.Generator().manual_seed(3))
-    s2 = model.generate(ids, max_new_tokens=6, strategy="sample", temperature=2.0, generator=torch.Generator().manual_seed(3))
+    s1 = model.generate(
+        ids, max_new_tokens=6, strategy="sample", temperature=2.0, generator=torch.Generator().manual_seed(3)
+    )
+    s2 = model.generate(
+        ids, max_new_tokens=6, strategy="sample", temperature=2.0, generator=torch.Generator().manual_seed(3)
+    )
     assert torch.equal(s1.sequences, s2.sequences)
 
 

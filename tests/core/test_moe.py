@@ -109,19 +109,19 @@ def test_gradients_reach_the_router_from_the_output_and_the_aux_loss():
 def test_apply_moe_makes_every_nth_layer_moe_and_collects_losses():
     model = create_model("decoder_lm_tiny", decoder_layers=4)
     apply_moe(model, every=2, num_experts=4, top_k=2)
-    kinds = [type(layer.feed_forward).__name__ for layer in model.decoder.layers]
+    kinds = [type(layer.feed_forward).__name__ for layer in model.decoder.stack.layers]
     assert kinds == ["GatedMLP", "MoEFeedForward", "GatedMLP", "MoEFeedForward"]
-    assert model.decoder.layers[1].feed_forward.hidden_dim == 256 // 2  # same active width per token
+    assert model.decoder.stack.layers[1].feed_forward.hidden_dim == 256 // 2  # same active width per token
     logits = model(torch.randint(3, 64, (2, 9)))
     aux = collect_aux_loss(model)
     (logits.mean() + aux).backward()
     assert aux.item() > 0 and len(moe_stats(model)) == 2
-    assert model.decoder.layers[1].feed_forward.router.weight.grad is not None
+    assert model.decoder.stack.layers[1].feed_forward.router.weight.grad is not None
 
 
 def test_build_from_config_and_bad_settings():
     config = create_model("transformer_tiny").config
-    moe = build_moe_feed_forward(config, num_experts=3, top_k=1)
+    moe = build_moe_feed_forward(config.d_model, config.d_ff, num_experts=3, top_k=1)
     assert (moe.dim, moe.hidden_dim, moe.num_experts) == (config.d_model, config.d_ff, 3)
     with pytest.raises(ValueError, match="top_k"):
         MoEFeedForward(D, HID, num_experts=2, top_k=3)
@@ -139,9 +139,9 @@ def test_moe_from_config_every_nth_layer_and_round_trip(tmp_path):
 
     config = TransformerConfig(vocab_size=40, d_model=32, num_heads=4, decoder_layers=4, d_ff=64, dropout=0.0, moe_experts=4, moe_every=2, moe_top_k=2, moe_capacity_factor=0.0)
     model = DecoderOnlyTransformer(config).eval()
-    kinds = [type(layer.feed_forward) for layer in model.decoder.layers]
+    kinds = [type(layer.feed_forward) for layer in model.decoder.stack.layers]
     assert [k is MoEFeedForward for k in kinds] == [False, True, False, True]
-    assert model.decoder.layers[1].feed_forward.capacity_factor is None  # 0 = no dropping
+    assert model.decoder.stack.layers[1].feed_forward.capacity_factor is None  # 0 = no dropping
     ids = torch.randint(3, 40, (2, 6))
     with torch.no_grad():
         logits = model(ids)

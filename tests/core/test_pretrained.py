@@ -1,14 +1,20 @@
 """Configs validate and round-trip; save_pretrained/from_pretrained restores a model exactly."""
 
 import json
+from dataclasses import dataclass
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
+from torch import nn
 
 from polyformer.core import (
+    ConfigBase,
     DecoderOnlyTransformer,
     EncoderDecoderTransformer,
+    LearnedPositionalEmbedding,
+    LearnedPositionalEmbedding2D,
+    PretrainedModel,
     TransformerConfig,
     atomic_directory,
     create_model,
@@ -16,11 +22,13 @@ from polyformer.core import (
     read_state_dict,
     rename_by_rules,
 )
+from polyformer.core.pretrained import unique_state_dict
 
 
 def test_default_config_is_the_paper_base_model():
     config = TransformerConfig()
-    assert (config.d_model, config.num_heads, config.d_ff, config.encoder_layers, config.decoder_layers) == (512, 8, 2048, 6, 6)
+    sizes = (config.d_model, config.num_heads, config.d_ff, config.encoder_layers, config.decoder_layers)
+    assert sizes == (512, 8, 2048, 6, 6)
     assert config.dropout == 0.1 and config.position == "sinusoidal" and not config.norm_first
     assert TransformerConfig.from_dict(config.to_dict()) == config
 
@@ -68,14 +76,17 @@ def test_save_and_load_round_trip_gives_identical_outputs(tmp_path, preset):
         else:
             a, b = model(ids), loaded(ids)
     assert torch.equal(a, b)
-    assert loaded.lm_head.weight is loaded.embed.tokens.weight  # tying survives the round trip
+    assert loaded.decoder.lm_head.weight is loaded.decoder.embed.tokens.weight  # tying survives the round trip
     # Saving again over the same directory replaces it cleanly.
     model.save_pretrained(path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
 
 
 def test_untied_separate_vocab_round_trip(tmp_path):
-    config = TransformerConfig(vocab_size=30, src_vocab_size=20, d_model=32, num_heads=4, encoder_layers=1, decoder_layers=1, d_ff=64, tie_embeddings=False)
+    config = TransformerConfig(
+        vocab_size=30, src_vocab_size=20, d_model=32, num_heads=4, encoder_layers=1, decoder_layers=1, d_ff=64,
+        tie_embeddings=False,
+    )  # fmt: skip
     model = EncoderDecoderTransformer(config).eval()
     loaded = EncoderDecoderTransformer.from_pretrained(model.save_pretrained(tmp_path / "m"))
     src, tgt = torch.randint(3, 20, (2, 5)), torch.randint(3, 30, (2, 4))
@@ -141,3 +152,52 @@ def test_rename_by_rules_first_match_wins():
     assert rename_by_rules("blocks.3.attn.proj.weight", rules) == "layers.3.attention.proj.weight"
     assert rename_by_rules("blocks.3.mlp.fc1.weight", rules) == "other.3.mlp.fc1.weight"
     assert rename_by_rules("head.weight", rules) is None
+
+
+def test_unique_state_dict_keeps_the_first_name_of_each_tied_tensor():
+    weight = torch.randn(4, 3)
+    state = {"embed.weight": weight, "head.weight": weight, "head.bias": torch.zeros(4), "rows": weight[1:]}
+    unique = unique_state_dict(state)
+    assert list(unique) == ["embed.weight", "head.bias", "rows"]  # a slice at another offset is its own tensor
+    assert torch.equal(unique["rows"], weight[1:]) and unique["rows"].is_contiguous()
+
+
+@dataclass
+class _TiedConfig(ConfigBase):
+    model_type = "tied_test_model"
+
+    vocab: int = 7
+    dim: int = 3
+
+
+class _Tied(PretrainedModel):
+    config_class = _TiedConfig
+
+    def __init__(self, config: _TiedConfig):
+        super().__init__(config)
+        self.head = nn.Linear(config.dim, config.vocab)
+        self.embed = nn.Embedding(config.vocab, config.dim)
+        self.head.weight = self.embed.weight
+        self.positions = nn.ModuleList(
+            [LearnedPositionalEmbedding(5, config.dim), LearnedPositionalEmbedding2D((2, 2), config.dim, 1)]
+        )
+        self.norm = nn.LayerNorm(config.dim)
+
+
+def test_save_pretrained_writes_a_given_state_without_tied_copies(tmp_path):
+    model = _Tied(_TiedConfig())
+    state = {name: tensor * 2 for name, tensor in model.state_dict().items()}  # e.g. gathered from FSDP shards
+    state["embed.weight"] = state["head.weight"]
+    saved = load_file(str(model.save_pretrained(tmp_path / "m", state=state) / "model.safetensors"))
+    assert sorted(saved) == sorted(set(state) - {"embed.weight"})
+    loaded = _Tied.from_pretrained(tmp_path / "m")
+    assert loaded.embed.weight is loaded.head.weight and torch.equal(loaded.head.weight, state["head.weight"])
+    assert torch.equal(loaded.norm.bias, state["norm.bias"])
+
+
+def test_no_weight_decay_names_token_and_learned_position_embeddings():
+    assert _Tied(_TiedConfig()).no_weight_decay() == {"embed.weight", "positions.0.weight", "positions.1.weight"}
+    model = create_model("transformer_tiny", vocab_size=40, position="learned")
+    names = model.no_weight_decay()
+    owners = {type(model.get_submodule(name.rpartition(".")[0])) for name in names}
+    assert owners == {nn.Embedding, LearnedPositionalEmbedding}

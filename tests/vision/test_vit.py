@@ -122,14 +122,14 @@ def test_no_head_returns_pooled_features():
 def test_layer_scale_and_no_qkv_bias_build_the_right_parameters():
     model = ViT(tiny_config(layer_scale=0.1, qkv_bias=False))
     layer = model.encoder.layers[0]
-    torch.testing.assert_close(layer.residual1.scale.gamma, torch.full((32,), 0.1))
-    assert layer.self_attn.q_proj.bias is None and layer.self_attn.out_proj.bias is not None
+    torch.testing.assert_close(layer.self_attn_residual.scale.gamma, torch.full((32,), 0.1))
+    assert layer.self_attn.qkv_proj.bias is None and layer.self_attn.out_proj.bias is not None
     assert torch.isfinite(model(torch.randn(1, 3, 16, 16))).all()
 
 
 def test_stochastic_depth_is_random_in_training_and_off_in_eval():
     model = ViT(tiny_config(drop_path=0.5, num_layers=4))
-    rates = [layer.residual1.drop_path.p for layer in model.encoder.layers[1:]]
+    rates = [layer.self_attn_residual.drop_path.p for layer in model.encoder.layers[1:]]
     assert rates == pytest.approx([0.5 / 3, 1.0 / 3, 0.5])  # linear ramp from 0 (layer 0 has none)
     images = torch.randn(8, 3, 16, 16)
     model.train()

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from polyformer.core.config import ConfigBase
+from polyformer.core.config import (
+    ACTIVATION_KINDS,
+    NORM_KINDS,
+    POOL_KINDS,
+    BlockSpec,
+    ConfigBase,
+    block_spec_from,
+    require,
+)
 
 __all__ = ["ViTConfig", "POOL_KINDS"]
-
-POOL_KINDS = ("cls", "mean")
-ACTIVATION_KINDS = ("gelu", "gelu_tanh", "relu", "silu")
-NORM_KINDS = ("layernorm", "rmsnorm")
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ValueError(message)
 
 
 @dataclass
@@ -38,10 +37,10 @@ class ViTConfig(ConfigBase):
     num_layers: int = 12  # encoder depth L
     num_heads: int = 12  # attention heads H
     d_ff: int = 3072  # MLP inner width (4 * D in the paper)
-    activation: str = "gelu"  # gelu | gelu_tanh | relu | silu
+    activation: str = "gelu"  # gelu | gelu_tanh | relu | silu | swiglu | geglu
     norm: str = "layernorm"  # layernorm | rmsnorm
     norm_eps: float = 1e-6  # epsilon of every norm (Hugging Face ViT uses 1e-12)
-    qkv_bias: bool = True  # biases in the query/key/value projections
+    qkv_bias: bool = True  # biases in the query/key/value projections (the output projection always has one)
     class_token: bool = True  # prepend a learned class token
     pool: str = "cls"  # cls (class token, normed) | mean (mean of patch tokens, then the final norm)
     dropout: float = 0.0  # dropout after the position embeddings and on residual branches (paper: 0.1 on ImageNet)
@@ -57,38 +56,38 @@ class ViTConfig(ConfigBase):
     def __post_init__(self) -> None:
         for name in ("image_size", "patch_size", "in_channels", "d_model", "num_layers", "num_heads", "d_ff"):
             value = getattr(self, name)
-            _require(isinstance(value, int) and value > 0, f"{name} must be a positive integer, got {value!r}")
-        _require(
+            require(isinstance(value, int) and value > 0, f"{name} must be a positive integer, got {value!r}")
+        require(
             self.image_size % self.patch_size == 0,
             f"patch_size={self.patch_size} must divide image_size={self.image_size}; pick a patch size that tiles the image",
         )
-        _require(
+        require(
             self.d_model % self.num_heads == 0,
             f"num_heads={self.num_heads} must divide d_model={self.d_model} (head dim = d_model / num_heads)",
         )
-        _require(self.num_classes >= 0, f"num_classes must be >= 0 (0 = no head), got {self.num_classes}")
-        _require(self.activation in ACTIVATION_KINDS, f"activation must be one of {ACTIVATION_KINDS}, got {self.activation!r}")
-        _require(self.norm in NORM_KINDS, f"norm must be one of {NORM_KINDS}, got {self.norm!r}")
-        _require(self.norm_eps > 0, f"norm_eps must be positive, got {self.norm_eps}")
-        _require(self.pool in POOL_KINDS, f"pool must be one of {POOL_KINDS}, got {self.pool!r}")
-        _require(self.pool != "cls" or self.class_token, "pool='cls' needs class_token=True; use pool='mean' without a class token")
+        require(self.num_classes >= 0, f"num_classes must be >= 0 (0 = no head), got {self.num_classes}")
+        require(self.activation in ACTIVATION_KINDS, f"activation must be one of {ACTIVATION_KINDS}, got {self.activation!r}")
+        require(self.norm in NORM_KINDS, f"norm must be one of {NORM_KINDS}, got {self.norm!r}")
+        require(self.norm_eps > 0, f"norm_eps must be positive, got {self.norm_eps}")
+        require(self.pool in POOL_KINDS, f"pool must be one of {POOL_KINDS}, got {self.pool!r}")
+        require(self.pool != "cls" or self.class_token, "pool='cls' needs class_token=True; use pool='mean' without a class token")
         for name in ("dropout", "attention_dropout", "drop_path"):
             value = getattr(self, name)
-            _require(0.0 <= value < 1.0, f"{name} must be in [0, 1), got {value}")
-        _require(self.layer_scale is None or self.layer_scale > 0, f"layer_scale must be positive or None, got {self.layer_scale}")
-        _require(isinstance(self.backend, str) and bool(self.backend.strip()), "backend must name a core attention backend, e.g. 'sdpa'")
+            require(0.0 <= value < 1.0, f"{name} must be in [0, 1), got {value}")
+        require(self.layer_scale is None or self.layer_scale > 0, f"layer_scale must be positive or None, got {self.layer_scale}")
+        require(isinstance(self.backend, str) and bool(self.backend.strip()), "backend must name a core attention backend, e.g. 'sdpa'")
         for name in ("image_mean", "image_std"):
             values = getattr(self, name)
             values = [0.5] * self.in_channels if values is None else list(values)
-            _require(
+            require(
                 len(values) == self.in_channels,
                 f"{name} needs one value per channel ({self.in_channels}), got {values}",
             )
             setattr(self, name, [float(v) for v in values])
-        _require(all(s > 0 for s in self.image_std), f"image_std values must be positive, got {self.image_std}")
+        require(all(s > 0 for s in self.image_std), f"image_std values must be positive, got {self.image_std}")
         if self.class_names is not None:
             self.class_names = [str(n) for n in self.class_names]
-            _require(
+            require(
                 len(self.class_names) == self.num_classes,
                 f"class_names has {len(self.class_names)} names but num_classes={self.num_classes}",
             )
@@ -106,3 +105,7 @@ class ViTConfig(ConfigBase):
     @property
     def head_dim(self) -> int:
         return self.d_model // self.num_heads
+
+    def block_spec(self) -> BlockSpec:
+        """The pre-norm encoder block of every layer."""
+        return block_spec_from(self, norm_first=True, qkv_bias=self.qkv_bias, max_len=self.num_prefix_tokens + self.grid_size**2)

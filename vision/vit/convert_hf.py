@@ -4,7 +4,8 @@ The reference is ``transformers.models.vit`` (Dosovitskiy et al. 2021; weights p
 google-research/vision_transformer). This module maps parameter names only; it never imports
 ``transformers``. Both naming schemes are understood: the checkpoint layout written by every
 transformers release (``vit.encoder.layer.N.attention.attention.query``) and the in-memory
-layout of transformers 5 (``vit.layers.N.attention.q_proj``).
+layout of transformers 5 (``vit.layers.N.attention.q_proj``). The separate query, key and
+value projections are joined into our fused ``qkv_proj``.
 
 Shape legend: D model dim, T tokens.
 """
@@ -18,7 +19,7 @@ from typing import Any
 
 from torch import Tensor
 
-from polyformer.core import read_state_dict, rename_by_rules
+from polyformer.core import fuse_qkv_state, read_state_dict, rename_by_rules
 
 from .config import ViTConfig
 
@@ -37,8 +38,8 @@ _RENAMES: list[tuple[str, str]] = [
     (r"^(?:encoder\.layer|layers)\.(\d+)\.attention\.(?:output\.dense|o_proj)\.", r"encoder.layers.\1.self_attn.out_proj."),
     (r"^(?:encoder\.layer|layers)\.(\d+)\.(?:intermediate\.dense|mlp\.fc1)\.", r"encoder.layers.\1.feed_forward.fc1."),
     (r"^(?:encoder\.layer|layers)\.(\d+)\.(?:output\.dense|mlp\.fc2)\.", r"encoder.layers.\1.feed_forward.fc2."),
-    (r"^(?:encoder\.layer|layers)\.(\d+)\.layernorm_before\.", r"encoder.layers.\1.norm1."),
-    (r"^(?:encoder\.layer|layers)\.(\d+)\.layernorm_after\.", r"encoder.layers.\1.norm2."),
+    (r"^(?:encoder\.layer|layers)\.(\d+)\.layernorm_before\.", r"encoder.layers.\1.self_attn_norm."),
+    (r"^(?:encoder\.layer|layers)\.(\d+)\.layernorm_after\.", r"encoder.layers.\1.ffn_norm."),
     (r"^layernorm\.", "norm."),
     (r"^classifier\.", "head."),
 ]
@@ -104,7 +105,7 @@ def vit_config_from_hf(hf: dict[str, Any], preprocessor: dict[str, Any] | None =
 
 
 def convert_hf_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Rename a ``ViTForImageClassification`` (or ``ViTModel``) state dict to ours.
+    """Rename a ``ViTForImageClassification`` (or ``ViTModel``) state dict to ours, fusing q, k, v.
 
     Raises:
         ValueError: a parameter has no counterpart here (the checkpoint is another architecture).
@@ -118,7 +119,7 @@ def convert_hf_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor]:
         if new is None:
             raise ValueError(f"Hugging Face ViT parameter {name!r} has no counterpart in polyformer's ViT")
         out[new] = tensor
-    return out
+    return fuse_qkv_state(out)
 
 
 def _read_weights(directory: Path) -> dict[str, Tensor]:

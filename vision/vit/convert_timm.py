@@ -4,8 +4,8 @@ The reference is timm's ``timm/models/vision_transformer.py`` (Wightman; Dosovit
 2021). This module parses the timm model name (``vit_{tiny,small,medium,base,large,huge}_patch{P}_{S}``,
 optionally with a ``.tag`` such as ``.augreg_in21k_ft_in1k``) for the architecture, reads the
 rest (channels, classes, layer scale, pooling) from the weights, and maps parameter names. It
-never imports timm. timm fuses the query/key/value projections into one ``qkv`` matrix
-(3D, D); it is split into our three (D, D) projections.
+never imports timm. timm's fused query/key/value matrix ``qkv`` (3D, D) is our ``qkv_proj``
+as it is (same q, k, v row order), so it is loaded once and never split or re-joined.
 
 Shape legend: D model dim.
 """
@@ -38,17 +38,17 @@ _RENAMES: list[tuple[str, str]] = [
     (r"^cls_token$", "cls_token"),
     (r"^pos_embed$", "pos_embed.weight"),
     (r"^patch_embed\.proj\.", "patch_embed.proj."),
-    (r"^blocks\.(\d+)\.norm1\.", r"encoder.layers.\1.norm1."),
-    (r"^blocks\.(\d+)\.norm2\.", r"encoder.layers.\1.norm2."),
+    (r"^blocks\.(\d+)\.norm1\.", r"encoder.layers.\1.self_attn_norm."),
+    (r"^blocks\.(\d+)\.norm2\.", r"encoder.layers.\1.ffn_norm."),
+    (r"^blocks\.(\d+)\.attn\.qkv\.", r"encoder.layers.\1.self_attn.qkv_proj."),
     (r"^blocks\.(\d+)\.attn\.proj\.", r"encoder.layers.\1.self_attn.out_proj."),
     (r"^blocks\.(\d+)\.mlp\.fc1\.", r"encoder.layers.\1.feed_forward.fc1."),
     (r"^blocks\.(\d+)\.mlp\.fc2\.", r"encoder.layers.\1.feed_forward.fc2."),
-    (r"^blocks\.(\d+)\.ls1\.gamma$", r"encoder.layers.\1.residual1.scale.gamma"),
-    (r"^blocks\.(\d+)\.ls2\.gamma$", r"encoder.layers.\1.residual2.scale.gamma"),
+    (r"^blocks\.(\d+)\.ls1\.gamma$", r"encoder.layers.\1.self_attn_residual.scale.gamma"),
+    (r"^blocks\.(\d+)\.ls2\.gamma$", r"encoder.layers.\1.ffn_residual.scale.gamma"),
     (r"^(?:norm|fc_norm)\.", "norm."),
     (r"^head\.", "head."),
 ]
-_QKV = re.compile(r"^blocks\.(\d+)\.attn\.qkv\.(weight|bias)$")
 
 
 def vit_config_from_timm(name: str, state: dict[str, Tensor]) -> ViTConfig:
@@ -104,19 +104,13 @@ def vit_config_from_timm(name: str, state: dict[str, Tensor]) -> ViTConfig:
 
 
 def convert_timm_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Rename a timm ``VisionTransformer`` state dict to ours, splitting the fused qkv projection.
+    """Rename a timm ``VisionTransformer`` state dict to ours.
 
     Raises:
         ValueError: a parameter has no counterpart here.
     """
     out: dict[str, Tensor] = {}
     for name, tensor in state.items():
-        qkv = _QKV.match(name)
-        if qkv is not None:
-            layer, kind = qkv.groups()
-            for proj, part in zip(("q_proj", "k_proj", "v_proj"), tensor.chunk(3, dim=0)):  # 3 x (D, D) or (D,)
-                out[f"encoder.layers.{layer}.self_attn.{proj}.{kind}"] = part.contiguous()
-            continue
         new = rename_by_rules(name, _RENAMES)
         if new is None:
             raise ValueError(f"timm ViT parameter {name!r} has no counterpart in polyformer's ViT")

@@ -23,17 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from polyformer.core import (
-    MLP,
-    EncoderLayer,
-    LearnedPositionalEmbedding2D,
-    MultiHeadAttention,
-    PretrainedModel,
-    StackOutput,
-    TransformerEncoder,
-    build_norm,
-    drop_path_rates,
-)
+from polyformer.core import LearnedPositionalEmbedding2D, PretrainedModel, StackOutput, build_encoder, build_norm
 
 from .config import ViTConfig
 from .convert_hf import is_hf_vit_directory, read_hf_vit
@@ -88,48 +78,6 @@ def resample_positions_plain_bicubic(table: Tensor, new_grid: tuple[int, int], n
     return torch.cat([prefix, grid], dim=1)
 
 
-# Backends computing full softmax attention, where one query row does not depend on the others.
-EXACT_BACKENDS = ("sdpa", "eager", "chunked")
-
-
-def _class_token_of_last_layer(layer: EncoderLayer, x: Tensor) -> Tensor:
-    """A pre-norm encoder layer's output for the class token only: tokens (B, T, D) -> (B, D)."""
-    attn = layer.self_attn
-    b, t, dim = x.shape
-    h = layer.norm1(x)
-    q = attn.q_proj(h[:, :1]).view(b, 1, attn.num_heads, attn.head_dim).transpose(1, 2)  # (B, H, 1, Dh)
-    k = attn.k_proj(h).view(b, t, attn.num_heads, attn.head_dim).transpose(1, 2)  # (B, H, T, Dh)
-    v = attn.v_proj(h).view(b, t, attn.num_heads, attn.head_dim).transpose(1, 2)  # (B, H, T, Dh)
-    dropout_p = attn.dropout if attn.training else 0.0
-    out = attn.backend(q, k, v, None, False, None, dropout_p).reshape(b, dim)  # (B, H, 1, Dh) -> (B, D)
-    cls = x[:, 0] + layer.residual1(attn.out_proj(out))  # (B, D)
-    return cls + layer.residual2(layer.feed_forward(layer.norm2(cls)))
-
-
-def _encoder_layer(config: ViTConfig, drop_path: float) -> EncoderLayer:
-    max_tokens = config.num_prefix_tokens + config.grid_size**2
-    attn = MultiHeadAttention(
-        config.d_model,
-        config.num_heads,
-        dropout=config.attention_dropout,
-        backend=config.backend,
-        max_len=max_tokens,
-    )
-    if not config.qkv_bias:  # the output projection keeps its bias, as in the paper's code
-        for proj in (attn.q_proj, attn.k_proj, attn.v_proj):
-            proj.register_parameter("bias", None)
-    return EncoderLayer(
-        attn,
-        MLP(config.d_model, config.d_ff, config.activation, config.dropout),
-        build_norm(config.norm, config.d_model, config.norm_eps),
-        build_norm(config.norm, config.d_model, config.norm_eps),
-        dropout=config.dropout,
-        drop_path=drop_path,
-        norm_first=True,
-        layer_scale=config.layer_scale,
-    )
-
-
 class ViT(PretrainedModel):
     """Vision Transformer classifier: images (B, C, H, W) -> logits (B, K).
 
@@ -157,8 +105,7 @@ class ViT(PretrainedModel):
         grid = (config.grid_size, config.grid_size)
         self.pos_embed = LearnedPositionalEmbedding2D(grid, dim, config.num_prefix_tokens)
         self.pos_drop = nn.Dropout(config.dropout)
-        layers = [_encoder_layer(config, rate) for rate in drop_path_rates(config.drop_path, config.num_layers)]
-        self.encoder = TransformerEncoder(layers, final_norm=None)
+        self.encoder = build_encoder(config.block_spec(), config.num_layers, final_norm=False)
         self.norm = build_norm(config.norm, dim, config.norm_eps)
         self.head = nn.Linear(dim, config.num_classes) if config.num_classes > 0 else nn.Identity()
         self.reset_parameters()
@@ -173,6 +120,11 @@ class ViT(PretrainedModel):
         if self.cls_token is not None:
             nn.init.normal_(self.cls_token, std=1e-6)
         nn.init.trunc_normal_(self.pos_embed.weight, std=0.02)
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameters AdamW should not decay: the embeddings' (see the base class) and the class token."""
+        names = super().no_weight_decay()
+        return names | {"cls_token"} if self.cls_token is not None else names
 
     def embed(self, images: Tensor) -> Tensor:
         """Images (B, C, H, W) -> tokens (B, T, D) with the class token and positions added."""
@@ -211,14 +163,17 @@ class ViT(PretrainedModel):
         With class-token pooling only the class token of the last layer reaches the head, so the
         last layer is computed for that token alone (its keys and values still cover every
         token). The logits equal ``head(pool(forward_features(images)))``; the last layer costs
-        about 1/T of a full one, in training and inference.
+        about 1/T of a full one, in training and inference. This needs a backend whose query
+        rows are independent (``backend.exact``); others run the full last layer.
         """
-        if self.config.pool != "cls" or self.encoder.layers[-1].self_attn.backend.name not in EXACT_BACKENDS:
+        last = self.encoder.layers[-1]
+        if self.config.pool != "cls" or not last.self_attn.backend.exact or self.encoder.layer_drop:
             return self.head(self.pool(self.forward_features(images)))
         x = self.embed(images)  # (B, T, D)
         for layer in self.encoder.layers[:-1]:
             x, _ = layer(x)
-        return self.head(self.norm(_class_token_of_last_layer(self.encoder.layers[-1], x)))
+        cls, _ = last(x, first_tokens=1)  # (B, 1, D)
+        return self.head(self.norm(cls[:, 0]))
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu", **overrides: Any) -> ViT:

@@ -15,6 +15,14 @@ may attend to returns zeros, never NaN, in every backend.
 
 Backend specs: ``"name"`` or ``"name:opt1,key=value"``; a bare value fills the backend's
 positional option (``"local:256"`` is ``"local:window=256"``).
+
+Backends declare what they can do (:class:`AttentionBackend` class attributes), and layers ask
+them instead of keeping lists of names: ``supports_causal``, ``masks`` (``"any"`` or only
+``"key_padding"``), ``exact`` (full softmax attention, each query row independent of the
+others) and ``decoding_state`` (a constant-size causal decoding state, ``init_state``/``step``).
+
+This module is the readable reference (``eager``); ``sdpa`` and the efficient backends live in
+:mod:`polyformer.core.backends`.
 """
 
 from __future__ import annotations
@@ -28,11 +36,15 @@ from torch import Tensor, nn
 
 __all__ = [
     "AttentionBackend",
+    "as_4d_mask",
     "attention",
+    "backend_class",
     "causal_mask",
     "create_attention_backend",
     "eager_attention",
+    "key_padding_only",
     "list_attention_backends",
+    "merge_causal_mask",
     "parse_backend_spec",
     "register_attention_backend",
     "softmax_over_keys",
@@ -44,9 +56,19 @@ _REGISTRY: dict[str, type[AttentionBackend]] = {}
 class AttentionBackend(nn.Module):
     """Base class of attention algorithms; one instance per attention layer.
 
-    Subclasses set ``options`` (option name -> type), optionally ``positional_option``, and
-    implement :meth:`forward`. Backends with learned state (Linformer projections) keep it as
-    parameters of this module, so it is saved with the model.
+    Subclasses set ``options`` (option name -> type), optionally ``positional_option``, their
+    capabilities, and implement :meth:`forward`. Backends with learned state (Linformer
+    projections) keep it as parameters of this module, so it is saved with the model.
+
+    Capabilities (class attributes, read by layers, builders and models):
+        supports_causal: ``is_causal=True`` works.
+        masks: ``"any"`` (boolean or additive, any broadcastable shape) or ``"key_padding"``
+            (boolean (B, 1, 1, Tk) only).
+        exact: computes full softmax attention (same values as ``eager`` up to rounding), so
+            one query row does not depend on the other queries.
+        decoding_state: has ``init_state(batch, device)`` and
+            ``step(q, k, v, state, key_mask) -> (out, state)``, a constant-size causal decoding
+            state used by the KV cache instead of stored keys and values.
 
     Args:
         num_heads: number of query heads H.
@@ -58,7 +80,10 @@ class AttentionBackend(nn.Module):
     name: ClassVar[str] = ""
     options: ClassVar[dict[str, type]] = {}
     positional_option: ClassVar[str | None] = None
-    supports_float_mask: ClassVar[bool] = True
+    supports_causal: ClassVar[bool] = True
+    masks: ClassVar[str] = "any"
+    exact: ClassVar[bool] = True
+    decoding_state: ClassVar[bool] = False
 
     def __init__(self, *, num_heads: int, head_dim: int, max_len: int | None = None, **options: Any):
         super().__init__()
@@ -84,6 +109,26 @@ class AttentionBackend(nn.Module):
         dropout_p: float = 0.0,
     ) -> Tensor:
         raise NotImplementedError
+
+    @classmethod
+    def check_use(cls, *, causal: bool = False, float_mask: bool = False, where: str = "this layer") -> None:
+        """Raise a ValueError naming the problem when this backend cannot serve ``where``.
+
+        Args:
+            causal: the layer attends causally.
+            float_mask: the layer passes additive masks (ALiBi, relative position bias) or masks
+                that vary along the queries.
+            where: what the layer is, for the message.
+        """
+        if causal and not cls.supports_causal:
+            capable = [n for n, c in sorted(_REGISTRY.items()) if c.supports_causal]
+            raise ValueError(f"attention backend {cls.name!r} cannot be causal, as {where} needs; use one of {capable}")
+        if float_mask and cls.masks != "any":
+            capable = [n for n, c in sorted(_REGISTRY.items()) if c.masks == "any"]
+            raise ValueError(
+                f"attention backend {cls.name!r} supports only boolean key-padding masks, but {where} needs "
+                f"additive or per-query masks; use one of {capable}"
+            )
 
     def extra_repr(self) -> str:
         return f"{self.name}, heads={self.num_heads}, head_dim={self.head_dim}, options={self.config}"
@@ -148,6 +193,11 @@ def parse_backend_spec(spec: str) -> tuple[str, dict[str, Any]]:
     return name, options
 
 
+def backend_class(spec: str) -> type[AttentionBackend]:
+    """The backend class a spec names, to read its capabilities before building layers."""
+    return _REGISTRY[parse_backend_spec(spec)[0]]
+
+
 def create_attention_backend(
     spec: str, *, num_heads: int, head_dim: int, max_len: int | None = None
 ) -> AttentionBackend:
@@ -164,8 +214,8 @@ def causal_mask(tq: int, tk: int, device: torch.device | None = None) -> Tensor:
     return cols <= rows + offset
 
 
-def _combined_mask(mask: Tensor | None, is_causal: bool, tq: int, tk: int, device: torch.device) -> Tensor | None:
-    """Merge a user mask with the causal triangle into one boolean or additive mask."""
+def merge_causal_mask(mask: Tensor | None, is_causal: bool, tq: int, tk: int, device: torch.device) -> Tensor | None:
+    """Merge a user mask with the (end-aligned) causal triangle into one boolean or additive mask."""
     if not is_causal:
         return mask
     tri = causal_mask(tq, tk, device)
@@ -176,16 +226,24 @@ def _combined_mask(mask: Tensor | None, is_causal: bool, tq: int, tk: int, devic
     return mask.masked_fill(~tri, float("-inf"))
 
 
+def as_4d_mask(mask: Tensor | None) -> Tensor | None:
+    """A mask broadcastable to (B, H, Tq, Tk) as a 4-D view (leading size-1 dims added)."""
+    if mask is None:
+        return None
+    while mask.dim() < 4:
+        mask = mask.unsqueeze(0)
+    return mask
+
+
 def key_padding_only(mask: Tensor | None, backend: str) -> Tensor | None:
     """A boolean key-padding mask as (B|1, H|1, 1, Tk), for backends that support no other mask.
 
     Raises:
         ValueError: the mask is additive or varies along the queries.
     """
+    mask = as_4d_mask(mask)
     if mask is None:
         return None
-    while mask.dim() < 4:
-        mask = mask.unsqueeze(0)
     if mask.dtype != torch.bool or mask.shape[-2] != 1:
         raise ValueError(
             f"{backend} attention supports only boolean key-padding masks shaped (B, 1, 1, Tk); "
@@ -227,7 +285,7 @@ def eager_attention(
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     # Scaling q (Tq x Dh numbers) instead of the scores (Tq x Tk) saves a pass over the score matrix.
     scores = torch.matmul(q * scale, k.transpose(-2, -1))  # (B, H, Tq, Tk)
-    full = _combined_mask(mask, is_causal, tq, tk, q.device)
+    full = merge_causal_mask(mask, is_causal, tq, tk, q.device)
     if full is None:
         weights = softmax_over_keys(scores)
     else:
@@ -250,51 +308,6 @@ class EagerAttention(AttentionBackend):
 
     def forward(self, q, k, v, mask=None, is_causal=False, scale=None, dropout_p=0.0):
         return eager_attention(q, k, v, mask, is_causal, scale, dropout_p)
-
-
-# On CPUs, torch's fused (flash) kernel in bfloat16 is slower than matmul + softmax + matmul while
-# the score matrix is small. On a 2-core AVX512-BF16 CPU eager was 1.6-2.5x faster forward up to
-# 1024 keys and 2-2.7x faster forward+backward up to 384 keys (its backward keeps a float32
-# softmax); at 512 keys a whole encoder layer trained no faster with it, and beyond it is slower
-# (``python benchmarks/attention_cpu_bf16.py``). The fused kernel's memory also stays linear.
-CPU_BF16_MATH_MAX_KEYS = 768  # without gradients
-CPU_BF16_MATH_MAX_KEYS_GRAD = 384  # when q, k or v needs a gradient
-CPU_BF16_MATH_MAX_SCORES = 1 << 25  # elements of the (B, H, Tq, Tk) score matrix: 64 MiB in bf16
-
-
-def _cpu_bf16_math_is_faster(q: Tensor, k: Tensor, v: Tensor) -> bool:
-    if q.device.type != "cpu" or q.dtype != torch.bfloat16:
-        return False
-    grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
-    tk = k.shape[-2]
-    max_keys = CPU_BF16_MATH_MAX_KEYS_GRAD if grad else CPU_BF16_MATH_MAX_KEYS
-    return tk <= max_keys and q.numel() // q.shape[-1] * tk <= CPU_BF16_MATH_MAX_SCORES
-
-
-@register_attention_backend("sdpa")
-class SDPAttention(AttentionBackend):
-    """torch's fused ``scaled_dot_product_attention``, with NaN-free fully masked rows.
-
-    On a CPU in bfloat16 with at most ``CPU_BF16_MATH_MAX_KEYS`` keys (``CPU_BF16_MATH_MAX_KEYS_GRAD``
-    when training) it computes the same thing with :func:`eager_attention`, which is faster there.
-    """
-
-    def forward(self, q, k, v, mask=None, is_causal=False, scale=None, dropout_p=0.0):
-        if _cpu_bf16_math_is_faster(q, k, v):
-            return eager_attention(q, k, v, mask, is_causal, scale, dropout_p)
-        tq, tk = q.shape[-2], k.shape[-2]
-        if mask is None and (not is_causal or tq == tk):
-            # torch's own causal flag is top-left aligned, which is ours when Tq == Tk.
-            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=is_causal, scale=scale)
-        full = _combined_mask(mask, is_causal, tq, tk, q.device)
-        if full.dtype != torch.bool:
-            empty = torch.isneginf(full.amax(dim=-1, keepdim=True))
-            full = full.masked_fill(empty, 0.0)
-        else:
-            empty = ~full.any(dim=-1, keepdim=True)
-            full = full | empty
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=full, dropout_p=dropout_p, scale=scale)
-        return out.masked_fill(empty, 0.0)
 
 
 _FUNCTIONAL_CACHE: dict[tuple[str, int, int, int], AttentionBackend] = {}

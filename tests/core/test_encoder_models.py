@@ -1,0 +1,163 @@
+"""The encoder-only model reproduces Hugging Face BERT with the same weights; its heads, token
+types, positions and pooling behave; it learns a tiny masked-LM task."""
+
+import pytest
+import torch
+from transformers import BertConfig, BertForMaskedLM, BertForSequenceClassification
+
+from polyformer.core import (
+    EncoderConfig,
+    EncoderForMaskedLM,
+    EncoderForSequenceClassification,
+    EncoderForTokenClassification,
+    EncoderOnlyTransformer,
+    fuse_qkv_state,
+    mask_tokens,
+    mean_pool,
+    rename_by_rules,
+    token_cross_entropy,
+)
+
+TINY = dict(vocab_size=50, d_model=32, num_heads=4, num_layers=2, d_ff=64, max_len=24, dropout=0.0, attention_dropout=0.0)
+
+# Test-only name mapping from transformers' BERT to ours (a text-domain converter will own it).
+RULES = [
+    (r"^bert\.embeddings\.word_embeddings\.", "backbone.embed.tokens."),
+    (r"^bert\.embeddings\.position_embeddings\.weight$", "backbone.embed.positions.weight"),
+    (r"^bert\.embeddings\.token_type_embeddings\.", "backbone.embed.token_types."),
+    (r"^bert\.embeddings\.LayerNorm\.", "backbone.embed.norm."),
+    (r"^bert\.encoder\.layer\.(\d+)\.attention\.self\.query\.", r"backbone.encoder.layers.\1.self_attn.q_proj."),
+    (r"^bert\.encoder\.layer\.(\d+)\.attention\.self\.key\.", r"backbone.encoder.layers.\1.self_attn.k_proj."),
+    (r"^bert\.encoder\.layer\.(\d+)\.attention\.self\.value\.", r"backbone.encoder.layers.\1.self_attn.v_proj."),
+    (r"^bert\.encoder\.layer\.(\d+)\.attention\.output\.dense\.", r"backbone.encoder.layers.\1.self_attn.out_proj."),
+    (r"^bert\.encoder\.layer\.(\d+)\.attention\.output\.LayerNorm\.", r"backbone.encoder.layers.\1.self_attn_norm."),
+    (r"^bert\.encoder\.layer\.(\d+)\.intermediate\.dense\.", r"backbone.encoder.layers.\1.feed_forward.fc1."),
+    (r"^bert\.encoder\.layer\.(\d+)\.output\.dense\.", r"backbone.encoder.layers.\1.feed_forward.fc2."),
+    (r"^bert\.encoder\.layer\.(\d+)\.output\.LayerNorm\.", r"backbone.encoder.layers.\1.ffn_norm."),
+    (r"^bert\.pooler\.dense\.", "backbone.pooler.0."),
+    (r"^cls\.predictions\.transform\.dense\.", "mlm_head.dense."),
+    (r"^cls\.predictions\.transform\.LayerNorm\.", "mlm_head.norm."),
+    (r"^cls\.predictions\.decoder\.weight$", "mlm_head.decoder.weight"),
+    (r"^cls\.predictions\.bias$", "mlm_head.bias"),
+    (r"^classifier\.", "classifier."),
+]
+
+
+def _from_hf(hf_model) -> dict[str, torch.Tensor]:
+    state = {}
+    for name, tensor in hf_model.state_dict().items():
+        new = rename_by_rules(name, RULES)
+        if new is not None:
+            state[new] = tensor
+    return fuse_qkv_state(state)
+
+
+def _hf_config(**changes) -> BertConfig:
+    fields = dict(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
+    fields.update(max_position_embeddings=24, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, **changes)
+    return BertConfig(**fields)
+
+
+def _batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ids = torch.randint(1, 50, (3, 10))
+    mask = torch.ones(3, 10, dtype=torch.long)
+    mask[1, 7:] = 0
+    mask[2, 4:] = 0
+    ids[mask == 0] = 0
+    types = torch.zeros(3, 10, dtype=torch.long)
+    types[:, 5:] = 1
+    return ids, mask, types
+
+
+@pytest.mark.parametrize("backend", ["sdpa", "eager"])
+def test_masked_lm_matches_hugging_face_bert(backend):
+    torch.manual_seed(0)
+    hf = BertForMaskedLM(_hf_config()).eval()
+    ours = EncoderForMaskedLM(EncoderConfig(**TINY, backend=backend)).eval()
+    ours.load_weights(_from_hf(hf))
+    ids, mask, types = _batch()
+    with torch.no_grad():
+        expected = hf(input_ids=ids, attention_mask=mask, token_type_ids=types).logits
+        out = ours(ids, mask, types)
+    real = mask.bool()
+    torch.testing.assert_close(out[real], expected[real], atol=1e-4, rtol=1e-4)
+    assert ours.mlm_head.decoder.weight is ours.backbone.embed.tokens.weight  # tied decoder
+
+
+def test_sequence_classification_matches_hugging_face_bert():
+    torch.manual_seed(1)
+    hf = BertForSequenceClassification(_hf_config(num_labels=3)).eval()
+    ours = EncoderForSequenceClassification(EncoderConfig(**TINY, num_labels=3)).eval()
+    ours.load_weights(_from_hf(hf))
+    ids, mask, types = _batch()
+    with torch.no_grad():
+        torch.testing.assert_close(ours(ids, mask, types), hf(ids, mask, types).logits, atol=1e-4, rtol=1e-4)
+
+
+def test_token_types_positions_and_padding_change_what_they_should():
+    torch.manual_seed(0)
+    model = EncoderOnlyTransformer(EncoderConfig(**TINY)).eval()
+    ids, mask, types = _batch()
+    with torch.no_grad():
+        base = model(ids, mask, types).last_hidden_state
+        assert not torch.allclose(model(ids, mask, torch.zeros_like(types)).last_hidden_state, base)
+        longer = torch.cat([ids[2:3, :4], torch.randint(1, 50, (1, 6))], dim=1)  # change only padded slots
+        again = model(longer, mask[2:3]).last_hidden_state
+        torch.testing.assert_close(again[0, :4], model(ids[2:3], mask[2:3]).last_hidden_state[0, :4])
+    with pytest.raises(ValueError, match="positions"):
+        model(torch.randint(1, 50, (1, 30)))
+    with pytest.raises(ValueError, match="token_type_ids"):
+        model(ids, mask, types[:, :4])
+    with pytest.raises(ValueError, match="no token-type"):
+        EncoderOnlyTransformer(EncoderConfig(**TINY, type_vocab_size=0))(ids, mask, types)
+
+
+@pytest.mark.parametrize("position", ["rotary", "alibi", "sinusoidal", "none"])
+def test_other_positions_and_pre_norm_run_and_respect_padding(position):
+    config = EncoderConfig(**{**TINY, "position": position, "norm_first": True, "type_vocab_size": 0, "pooler": False, "pool": "mean"})
+    model = EncoderForTokenClassification(config).eval()
+    ids, mask, _ = _batch()
+    with torch.no_grad():
+        logits = model(ids, mask)
+        trimmed = model(ids[2:3, :4], mask[2:3, :4])
+    assert logits.shape == (3, 10, 2) and torch.isfinite(logits).all()
+    torch.testing.assert_close(logits[2:3, :4], trimmed, atol=1e-5, rtol=1e-5)
+    assert model.backbone.encoder.final_norm is not None
+
+
+def test_mean_pooling_and_sentence_embeddings_ignore_padding():
+    hidden = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
+    torch.testing.assert_close(mean_pool(hidden, torch.tensor([[True, True, False]])), torch.tensor([[2.0, 3.0]]))
+    model = EncoderOnlyTransformer(EncoderConfig(**TINY)).eval()
+    ids, mask, _ = _batch()
+    emb = model.sentence_embeddings(ids, mask)
+    torch.testing.assert_close(emb.norm(dim=-1), torch.ones(3))
+    torch.testing.assert_close(emb[2], model.sentence_embeddings(ids[2:3, :4], mask[2:3, :4])[0], atol=1e-5, rtol=1e-5)
+    classifier = EncoderForSequenceClassification(EncoderConfig(**TINY, pool="mean", num_labels=4)).eval()
+    assert classifier(ids, mask).shape == (3, 4)
+
+
+def test_config_errors_are_clear():
+    with pytest.raises(ValueError, match="pooler"):
+        EncoderConfig(**TINY, pooler=False)
+    with pytest.raises(ValueError, match="position"):
+        EncoderConfig(**TINY, position="relative")
+    with pytest.raises(ValueError, match="gated"):
+        EncoderForMaskedLM(EncoderConfig(**TINY, activation="swiglu"))
+
+
+def test_masked_lm_learns_to_copy_masked_tokens_from_their_neighbours():
+    """Each sequence repeats one token; the model must fill in the masked copies."""
+    torch.manual_seed(0)
+    config = EncoderConfig(**{**TINY, "vocab_size": 20, "mask_id": 3, "num_layers": 1}, norm_first=True)
+    model = EncoderForMaskedLM(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(150):
+        ids = torch.randint(4, 20, (32, 1), generator=gen).expand(32, 12).clone()
+        batch = mask_tokens(ids, mask_id=3, vocab_size=20, special_ids=(0, 1, 2), mask_prob=0.3, generator=gen)
+        loss = token_cross_entropy(model(batch.inputs), batch.labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.2

@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/core_layers.py
 	$(BIN)/python benchmarks/attention_cpu_bf16.py
 	$(BIN)/python benchmarks/vit_vs_timm.py
+	$(BIN)/python benchmarks/decoding.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -40,7 +40,15 @@ from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 from polyformer.core import create_attention_backend, list_attention_backends, parse_backend_spec  # noqa: E402
 
-__all__ = ["Measurement", "attention_command", "fit_exponent", "overtakes", "parse_backend_list", "peak_allocated_bytes", "run_benchmark"]
+__all__ = [
+    "Measurement",
+    "attention_command",
+    "fit_exponent",
+    "overtakes",
+    "parse_backend_list",
+    "peak_allocated_bytes",
+    "run_benchmark",
+]
 
 DEFAULT_BACKENDS = "eager,sdpa,chunked,linformer,performer,local:256,block_sparse"
 SWEEP_SCALES = [1.0, 0.5, 0.25]  # q/k standard deviations of the Performer error sweep
@@ -197,7 +205,9 @@ def run_benchmark(specs: list[str], lengths: list[int], settings: dict, log=prin
     modules = {}
     for spec in specs:
         try:
-            modules[spec] = create_attention_backend(spec, num_heads=heads, head_dim=head_dim, max_len=max(lengths)).eval()
+            modules[spec] = create_attention_backend(
+                spec, num_heads=heads, head_dim=head_dim, max_len=max(lengths)
+            ).eval()
         except ValueError as err:
             rows.extend(Measurement(spec, n, "unsupported", note=str(err)) for n in lengths)
     warm = _inputs(min(lengths), heads, head_dim, settings["seed"], settings["backward"])
@@ -211,7 +221,9 @@ def run_benchmark(specs: list[str], lengths: list[int], settings: dict, log=prin
         reference = _exact(q, k, v, settings["causal"])
         for spec, module in modules.items():
             if any(r.backend == spec and r.status != "ok" for r in rows):
-                rows.append(Measurement(spec, n, "skipped", note="skipped after a shorter length failed or was skipped"))
+                rows.append(
+                    Measurement(spec, n, "skipped", note="skipped after a shorter length failed or was skipped")
+                )
                 continue
             estimate = _estimate_bytes(spec, n, heads, head_dim, settings["backward"], rows)
             if estimate > limit:
@@ -269,7 +281,9 @@ def summarise(rows: list[Measurement], fit_from: int) -> dict[str, dict]:
 def _format_row(row: Measurement) -> str:
     if row.status != "ok":
         return f"{row.backend:<22} {row.n:>7}  {row.status}: {row.note}"
-    return f"{row.backend:<22} {row.n:>7} {row.time_s * 1e3:>11.1f} {row.peak_bytes / 2**20:>11.1f} {row.rel_error:>10.2e}"
+    return (
+        f"{row.backend:<22} {row.n:>7} {row.time_s * 1e3:>11.1f} {row.peak_bytes / 2**20:>11.1f} {row.rel_error:>10.2e}"
+    )
 
 
 def _format_summary(summary: dict[str, dict], fit_from: int) -> list[str]:
@@ -334,29 +348,66 @@ def _int_list(text: str, what: str) -> list[int]:
 @click.option("--seq", "seq_text", default="512,1024,2048,4096,8192,16384", show_default=True, help="Sequence lengths.")
 @click.option("--dim", default=256, show_default=True, help="Model width D (split over the heads).")
 @click.option("--heads", default=4, show_default=True, help="Attention heads H.")
-@click.option("--causal", is_flag=True, help="Causal self-attention (backends that cannot do it are reported unsupported).")
+@click.option(
+    "--causal", is_flag=True, help="Causal self-attention (backends that cannot do it are reported unsupported)."
+)
 @click.option("--backward", is_flag=True, help="Time forward + backward instead of forward only.")
 @click.option("--repeats", default=3, show_default=True, help="Timed calls per case (median reported).")
 @click.option("--fit-from", default=2048, show_default=True, help="Fit the scaling exponents from this length up.")
-@click.option("--max-memory", type=float, default=None, help="Memory limit in GiB (default: half of the available memory).")
-@click.option("--features-sweep", default="64,128,256", show_default=True, help="Performer feature counts for the error sweep ('' to skip).")
+@click.option(
+    "--max-memory", type=float, default=None, help="Memory limit in GiB (default: half of the available memory)."
+)
+@click.option(
+    "--features-sweep",
+    default="64,128,256",
+    show_default=True,
+    help="Performer feature counts for the error sweep ('' to skip).",
+)
 @click.option("--sweep-len", default=1024, show_default=True, help="Sequence length of the Performer error sweep.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write all results as JSON.")
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a time/memory plot (PNG).")
-def attention_command(backends, seq_text, dim, heads, causal, backward, repeats, fit_from, max_memory, features_sweep, sweep_len, seed, json_path, plot_path) -> None:
+@click.option(
+    "--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a time/memory plot (PNG)."
+)
+def attention_command(
+    backends,
+    seq_text,
+    dim,
+    heads,
+    causal,
+    backward,
+    repeats,
+    fit_from,
+    max_memory,
+    features_sweep,
+    sweep_len,
+    seed,
+    json_path,
+    plot_path,
+) -> None:
     """Time, peak memory and error of attention backends against sequence length."""
     try:
         specs = parse_backend_list(backends)
     except ValueError as err:
-        raise click.BadParameter(f"{err} (registered: {', '.join(list_attention_backends())})", param_hint="--backends") from None
+        raise click.BadParameter(
+            f"{err} (registered: {', '.join(list_attention_backends())})", param_hint="--backends"
+        ) from None
     lengths = _int_list(seq_text, "--seq")
     if heads < 1 or dim % heads:
         raise click.BadParameter(f"--heads={heads} must be positive and divide --dim={dim}")
     if repeats < 1:
         raise click.BadParameter("--repeats must be >= 1")
     limit = int((max_memory * 2**30) if max_memory else available_memory_bytes() * 0.5)
-    settings = dict(heads=heads, head_dim=dim // heads, causal=causal, backward=backward, repeats=repeats, seed=seed, memory_limit=limit, slow_call_s=20.0)
+    settings = dict(
+        heads=heads,
+        head_dim=dim // heads,
+        causal=causal,
+        backward=backward,
+        repeats=repeats,
+        seed=seed,
+        memory_limit=limit,
+        slow_call_s=20.0,
+    )
     mode = ("causal" if causal else "bidirectional") + (", forward+backward" if backward else ", forward")
     title = f"attention B=1, H={heads}, D={dim}, fp32, {mode}, {torch.get_num_threads()} threads"
     click.echo(title + f"; memory limit {limit / 2**30:.1f} GiB")
@@ -370,12 +421,23 @@ def attention_command(backends, seq_text, dim, heads, causal, backward, repeats,
     if features_sweep.strip():
         features = _int_list(features_sweep, "--features-sweep")
         sweep = performer_feature_errors(features, SWEEP_SCALES, sweep_len, heads, dim // heads, causal, seed)
-        click.echo(f"\nperformer relative error vs exact at n={sweep_len}, q,k ~ N(0, scale^2) (mean of 3 feature draws):")
+        click.echo(
+            f"\nperformer relative error vs exact at n={sweep_len}, q,k ~ N(0, scale^2) (mean of 3 feature draws):"
+        )
         click.echo(f"{'scale':>8} " + " ".join(f"{'m=' + str(m):>9}" for m in features))
         for scale, row in sweep.items():
             click.echo(f"{scale:>8} " + " ".join(f"{row[str(m)]:>9.3f}" for m in features))
     if json_path:
-        data = {"settings": {**settings, "dim": dim, "backends": specs, "lengths": lengths, "threads": torch.get_num_threads(), "torch": torch.__version__}}
+        data = {
+            "settings": {
+                **settings,
+                "dim": dim,
+                "backends": specs,
+                "lengths": lengths,
+                "threads": torch.get_num_threads(),
+                "torch": torch.__version__,
+            }
+        }
         data |= {"results": [asdict(r) for r in rows], "summary": summary, "performer_feature_errors": sweep}
         _atomic_write(json_path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
         click.echo(f"wrote {json_path}")

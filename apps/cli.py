@@ -62,12 +62,18 @@ def _demo_reversal(echo) -> None:
     from polyformer.apps.recipes.reversal import ReversalSettings, decode_tokens, exact_match, make_batch, train
 
     settings = ReversalSettings()
-    echo(f"[core] training a {settings.layers}+{settings.layers}-layer encoder-decoder to reverse sequences ({settings.steps} steps)")
+    echo(
+        f"[core] training a {settings.layers}+{settings.layers}-layer encoder-decoder to reverse sequences "
+        f"({settings.steps} steps)"
+    )
     start = time.perf_counter()
     model = train(settings, log=lambda line: echo("  " + line))
     echo(f"  trained in {time.perf_counter() - start:.1f}s")
     src, tgt = make_batch(settings, 500, torch.Generator().manual_seed(1234))
-    echo(f"  exact match on 500 new sequences: greedy {exact_match(model, src, tgt):.1%}, beam 4 {exact_match(model, src, tgt, 4):.1%}")
+    echo(
+        f"  exact match on 500 new sequences: greedy {exact_match(model, src, tgt):.1%}, beam 4 "
+        f"{exact_match(model, src, tgt, 4):.1%}"
+    )
     with torch.no_grad():
         out = model.generate(src[:5], max_new_tokens=src.shape[1] + 1, num_beams=4)
     echo("  input          -> beam search     (target)")

@@ -70,9 +70,15 @@ def _apply_options(recipe, data: str, options: dict[str, Any]):
 @click.option("--max-steps", type=int, help="Optimizer steps (instead of epochs).")
 @click.option("--batch-size", type=int, help="Global batch size (all processes together).")
 @click.option("--lr", type=float, help="Peak learning rate.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Run directory for checkpoints, logs and the model.")
-@click.option("--resume", type=click.Path(exists=True, file_okay=False), help="Continue from a checkpoint or run directory.")
-@click.option("--nproc", type=int, default=1, show_default=True, help="Processes on this machine (runs torchrun for you).")
+@click.option(
+    "--out", "out_dir", type=click.Path(file_okay=False), help="Run directory for checkpoints, logs and the model."
+)
+@click.option(
+    "--resume", type=click.Path(exists=True, file_okay=False), help="Continue from a checkpoint or run directory."
+)
+@click.option(
+    "--nproc", type=int, default=1, show_default=True, help="Processes on this machine (runs torchrun for you)."
+)
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), help="Numeric precision [config default].")
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable images (counted) instead of stopping.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
@@ -100,14 +106,25 @@ def train(data: str, overrides: tuple[str, ...], config_name: str | None, nproc:
 
 @vision.command("eval")
 @click.argument("data", default="embedded")
-@click.option("--model", "model_dir", help="Model, checkpoint or run directory [default: the shipped Fashion-MNIST ViT].")
+@click.option(
+    "--model", "model_dir", help="Model, checkpoint or run directory [default: the shipped Fashion-MNIST ViT]."
+)
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "test", "val"]))
 @click.option("--batch-size", default=256, show_default=True, type=int)
 @click.option("--precision", default="fp32", show_default=True, type=click.Choice(["auto", "fp32", "bf16"]))
 @click.option("--confusion-png", default="confusion_matrix.png", show_default=True, type=click.Path(dir_okay=False))
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable images (counted) instead of stopping.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def evaluate(data: str, model_dir: str | None, split: str, batch_size: int, precision: str, confusion_png: str, skip_bad: bool, as_json: bool) -> None:
+def evaluate(
+    data: str,
+    model_dir: str | None,
+    split: str,
+    batch_size: int,
+    precision: str,
+    confusion_png: str,
+    skip_bad: bool,
+    as_json: bool,
+) -> None:
     """Accuracy, per-class accuracy and a confusion-matrix PNG of a model on DATA [default: embedded]."""
     from polyformer.apps.pipelines import resolve_model_dir
     from polyformer.apps.recipes.vision_classification import (
@@ -128,7 +145,9 @@ def evaluate(data: str, model_dir: str | None, split: str, batch_size: int, prec
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
-    click.echo(f"accuracy {report['accuracy']:.2%} on {report['images']} images ({data}, {split}); loss {report['loss']:.4f}")
+    click.echo(
+        f"accuracy {report['accuracy']:.2%} on {report['images']} images ({data}, {split}); loss {report['loss']:.4f}"
+    )
     for name, accuracy in report["per_class_accuracy"].items():
         click.echo(f"  {name:<20} {accuracy:.2%}")
     if report["skipped"]:
@@ -138,7 +157,9 @@ def evaluate(data: str, model_dir: str | None, split: str, batch_size: int, prec
 
 @vision.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--model", "model_dir", help="Model, checkpoint or run directory [default: the shipped Fashion-MNIST ViT].")
+@click.option(
+    "--model", "model_dir", help="Model, checkpoint or run directory [default: the shipped Fashion-MNIST ViT]."
+)
 @click.option("--top-k", default=3, show_default=True, type=int)
 @click.option("--batch-size", default=32, show_default=True, type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: one object per image.")
@@ -152,7 +173,9 @@ def predict(images: tuple[str, ...], model_dir: str | None, top_k: int, batch_si
     except (*USER_ERRORS, TypeError) as err:
         raise click.ClickException(str(err)) from err
     if as_json:
-        click.echo(json.dumps([{"image": path, "predictions": found} for path, found in zip(images, results)], indent=2))
+        click.echo(
+            json.dumps([{"image": path, "predictions": found} for path, found in zip(images, results)], indent=2)
+        )
         return
     for path, found in zip(images, results):
         click.echo(f"{Path(path).name}: " + ", ".join(f"{p['label']} {p['score']:.1%}" for p in found))

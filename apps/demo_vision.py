@@ -36,8 +36,14 @@ def run_vision_demo(echo: Callable[[str], None]) -> float:
         truth = raw.classes[raw.targets[index]]
         best, second = found
         mark = "ok" if best["label"] == truth else "WRONG"
-        echo(f"  #{index:<5} {truth:<12} -> {best['label']:<12} {best['score']:6.1%}  (then {second['label']} {second['score']:.1%}) {mark}")
+        echo(
+            f"  #{index:<5} {truth:<12} -> {best['label']:<12} {best['score']:6.1%}  (then {second['label']} "
+            f"{second['score']:.1%}) {mark}"
+        )
     with torch.no_grad():
         report = evaluate_classifier(classify.model, open_eval_dataset(classify.model, "embedded", "test"))
-    echo(f"  test accuracy on all {report['images']} embedded test images: {report['accuracy']:.2%} ({time.perf_counter() - start:.1f}s)")
+    echo(
+        f"  test accuracy on all {report['images']} embedded test images: {report['accuracy']:.2%} "
+        f"({time.perf_counter() - start:.1f}s)"
+    )
     return report["accuracy"]

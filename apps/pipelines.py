@@ -64,7 +64,14 @@ class ImageClassificationPipeline:
         precision: "fp32", "bf16" or "auto".
     """
 
-    def __init__(self, model: ViT, batch_size: int = 32, top_k: int = 5, device: str | torch.device = "cpu", precision: str = "fp32"):
+    def __init__(
+        self,
+        model: ViT,
+        batch_size: int = 32,
+        top_k: int = 5,
+        device: str | torch.device = "cpu",
+        precision: str = "fp32",
+    ):
         if batch_size < 1 or top_k < 1:
             raise ValueError(f"batch_size and top_k must be at least 1, got {batch_size} and {top_k}")
         self.device = torch.device(device)
@@ -86,7 +93,10 @@ class ImageClassificationPipeline:
         elif isinstance(image, Tensor) and image.dim() == 3:
             tensor = image
         else:
-            raise TypeError(f"cannot classify a {type(image).__name__}: give a path, a PIL image, an array (H, W[, C]) or a tensor (C, H, W)")
+            raise TypeError(
+                f"cannot classify a {type(image).__name__}: "
+                "give a path, a PIL image, an array (H, W[, C]) or a tensor (C, H, W)"
+            )
         return self.transform(tensor)
 
     @torch.no_grad()
@@ -94,7 +104,9 @@ class ImageClassificationPipeline:
         """Class probabilities (N, K) of raw images, computed ``batch_size`` at a time."""
         chunks = []
         for start in range(0, len(images), self.batch_size):
-            batch = torch.stack([self.preprocess(image) for image in images[start : start + self.batch_size]])  # (B, C, S, S)
+            batch = torch.stack(
+                [self.preprocess(image) for image in images[start : start + self.batch_size]]
+            )  # (B, C, S, S)
             with autocast(self.precision, self.device):
                 logits = logits_of(self.model(batch.to(self.device)))
             chunks.append(logits.float().softmax(dim=-1).cpu())  # (B, K)
@@ -109,7 +121,10 @@ class ImageClassificationPipeline:
         k = min(top_k or self.top_k, len(self.labels))
         scores, indices = self.probabilities(batch).topk(k, dim=-1)
         results = [
-            [{"label": self.labels[i], "score": round(float(s), 6)} for s, i in zip(row_scores.tolist(), row_indices.tolist())]
+            [
+                {"label": self.labels[i], "score": round(float(s), 6)}
+                for s, i in zip(row_scores.tolist(), row_indices.tolist())
+            ]
             for row_scores, row_indices in zip(scores, indices)
         ]
         return results[0] if single else results

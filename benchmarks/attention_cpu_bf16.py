@@ -47,7 +47,8 @@ def main() -> None:
     )
     print(prepare())
     print(
-        f"{'T':>6}{'B':>5}{'fused fwd ms':>14}{'eager fwd ms':>14}{'ratio':>7}{'fused f+b ms':>14}{'eager f+b ms':>14}{'ratio':>7}"
+        f"{'T':>6}{'B':>5}{'fused fwd ms':>14}{'eager fwd ms':>14}{'ratio':>7}{'fused f+b ms':>14}{'eager f+b ms':>14}"
+        f"{'ratio':>7}"
     )
     for length in args.lengths:
         batch = max(1, args.tokens // length)

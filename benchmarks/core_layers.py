@@ -24,9 +24,23 @@ from timing import fastest, prepare
 
 
 def build_layers(dim: int, heads: int, ff: int) -> dict[str, nn.Module]:
-    ours = EncoderLayer(MultiHeadAttention(dim, heads), MLP(dim, ff, "gelu"), nn.LayerNorm(dim, eps=1e-12), nn.LayerNorm(dim, eps=1e-12), norm_first=False)
-    torch_layer = nn.TransformerEncoderLayer(dim, heads, ff, dropout=0.0, activation="gelu", batch_first=True, layer_norm_eps=1e-12)
-    bert_config = BertConfig(hidden_size=dim, num_attention_heads=heads, intermediate_size=ff, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    ours = EncoderLayer(
+        MultiHeadAttention(dim, heads),
+        MLP(dim, ff, "gelu"),
+        nn.LayerNorm(dim, eps=1e-12),
+        nn.LayerNorm(dim, eps=1e-12),
+        norm_first=False,
+    )
+    torch_layer = nn.TransformerEncoderLayer(
+        dim, heads, ff, dropout=0.0, activation="gelu", batch_first=True, layer_norm_eps=1e-12
+    )
+    bert_config = BertConfig(
+        hidden_size=dim,
+        num_attention_heads=heads,
+        intermediate_size=ff,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     bert_config._attn_implementation = "sdpa"
     return {"polyformer": ours, "torch.nn": torch_layer, "hf_bert": BertLayer(bert_config)}
 
@@ -80,7 +94,10 @@ def main() -> None:
     layers = build_layers(args.dim, args.heads, 4 * args.dim)
     x = torch.randn(args.batch, args.seq, args.dim)
     print(f"batch {args.batch}, {args.seq} tokens, width {args.dim}, {args.heads} heads, {setup}")
-    print(f"{'mode':<17}{'precision':<10}{'polyformer ms':>14}{'torch.nn ms':>13}{'hf_bert ms':>12}{'vs torch':>10}{'vs bert':>9}")
+    print(
+        f"{'mode':<17}{'precision':<10}{'polyformer ms':>14}{'torch.nn ms':>13}{'hf_bert ms':>12}{'vs torch':>10}"
+        f"{'vs bert':>9}"
+    )
     rows = []
     for mode in ("forward", "forward+backward"):
         for precision in ("fp32", "bf16"):
@@ -89,7 +106,10 @@ def main() -> None:
             row = dict(mode=mode, precision=precision, **{k: v * 1e3 for k, v in t.items()})
             row["ratio_vs_torch"], row["ratio_vs_bert"] = t["torch.nn"] / ours, t["hf_bert"] / ours
             rows.append(row)
-            print(f"{mode:<17}{precision:<10}{ours * 1e3:>14.1f}{t['torch.nn'] * 1e3:>13.1f}{t['hf_bert'] * 1e3:>12.1f}{row['ratio_vs_torch']:>10.2f}{row['ratio_vs_bert']:>9.2f}")
+            print(
+                f"{mode:<17}{precision:<10}{ours * 1e3:>14.1f}{t['torch.nn'] * 1e3:>13.1f}{t['hf_bert'] * 1e3:>12.1f}"
+                f"{row['ratio_vs_torch']:>10.2f}{row['ratio_vs_bert']:>9.2f}"
+            )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)

@@ -62,8 +62,10 @@ def main() -> None:
         norm_first=True, position="learned", activation="gelu_tanh", max_len=max_len, scale_embeddings=False,
     )  # fmt: skip
     model = DecoderOnlyTransformer(config).eval()
-    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=vocab, n_embd=dim, n_layer=layers, n_head=heads, n_positions=max_len, bos_token_id=1, eos_token_id=2))
-    gpt2 = gpt2.eval()
+    gpt2_config = GPT2Config(
+        vocab_size=vocab, n_embd=dim, n_layer=layers, n_head=heads, n_positions=max_len, bos_token_id=1, eos_token_id=2
+    )
+    gpt2 = GPT2LMHeadModel(gpt2_config).eval()
     print(f"width {dim}, {layers} layers, {heads} heads; 16-token prompt, {args.new} new tokens, greedy; ms per run")
     print(f"{'batch':>6}{'ours':>10}{'torch.cat':>11}{'ratio':>7}{'HF GPT-2':>10}{'ratio':>7}")
     with torch.inference_mode():

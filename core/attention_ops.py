@@ -188,7 +188,9 @@ def parse_backend_spec(spec: str) -> tuple[str, dict[str, Any]]:
             key, value = cls.positional_option, item
         key = key.strip()
         if key not in cls.options:
-            raise ValueError(f"attention backend {name!r} has no option {key!r}; it accepts {sorted(cls.options) or 'none'}")
+            raise ValueError(
+                f"attention backend {name!r} has no option {key!r}; it accepts {sorted(cls.options) or 'none'}"
+            )
         options[key] = _convert_option(name, key, value.strip(), cls.options[key])
     return name, options
 
@@ -340,7 +342,9 @@ def attention(
         The attended values, (B, H, Tq, Dh).
     """
     if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
-        raise ValueError(f"attention expects 4-D (B, H, T, Dh) tensors, got q{tuple(q.shape)} k{tuple(k.shape)} v{tuple(v.shape)}")
+        raise ValueError(
+            f"attention expects 4-D (B, H, T, Dh) tensors, got q{tuple(q.shape)} k{tuple(k.shape)} v{tuple(v.shape)}"
+        )
     if k.shape[-2] != v.shape[-2] or q.shape[-1] != k.shape[-1]:
         raise ValueError(f"attention shapes do not fit: q{tuple(q.shape)} k{tuple(k.shape)} v{tuple(v.shape)}")
     if mask is not None and mask.dtype != torch.bool and not mask.is_floating_point():

@@ -116,7 +116,10 @@ class BlockSpec:
         require(self.dim % self.num_heads == 0, f"num_heads={self.num_heads} must divide the width {self.dim}")
         kv = self.num_heads if self.num_kv_heads is None else self.num_kv_heads
         require(kv > 0 and self.num_heads % kv == 0, f"num_kv_heads={kv} must divide num_heads={self.num_heads}")
-        require(self.activation in ACTIVATION_KINDS, f"activation must be one of {ACTIVATION_KINDS}, got {self.activation!r}")
+        require(
+            self.activation in ACTIVATION_KINDS,
+            f"activation must be one of {ACTIVATION_KINDS}, got {self.activation!r}",
+        )
         require(self.norm in NORM_KINDS, f"norm must be one of {NORM_KINDS}, got {self.norm!r}")
         for name in ("dropout", "attention_dropout", "drop_path", "layer_drop"):
             value = getattr(self, name)
@@ -185,7 +188,10 @@ class TransformerConfig(ConfigBase):
 
     def __post_init__(self) -> None:
         require(self.vocab_size > 0, f"vocab_size must be positive, got {self.vocab_size}")
-        require(self.src_vocab_size is None or self.src_vocab_size > 0, f"src_vocab_size must be positive, got {self.src_vocab_size}")
+        require(
+            self.src_vocab_size is None or self.src_vocab_size > 0,
+            f"src_vocab_size must be positive, got {self.src_vocab_size}",
+        )
         require(self.d_model > 0 and self.num_heads > 0, "d_model and num_heads must be positive")
         require(
             self.d_model % self.num_heads == 0,
@@ -195,7 +201,10 @@ class TransformerConfig(ConfigBase):
         require(kv > 0 and self.num_heads % kv == 0, f"num_kv_heads={kv} must divide num_heads={self.num_heads}")
         require(self.encoder_layers >= 0 and self.decoder_layers >= 0, "layer counts cannot be negative")
         require(self.d_ff > 0, f"d_ff must be positive, got {self.d_ff}")
-        require(self.activation in ACTIVATION_KINDS, f"activation must be one of {ACTIVATION_KINDS}, got {self.activation!r}")
+        require(
+            self.activation in ACTIVATION_KINDS,
+            f"activation must be one of {ACTIVATION_KINDS}, got {self.activation!r}",
+        )
         require(self.norm in NORM_KINDS, f"norm must be one of {NORM_KINDS}, got {self.norm!r}")
         require(self.position in POSITION_KINDS, f"position must be one of {POSITION_KINDS}, got {self.position!r}")
         for name in ("dropout", "attention_dropout", "drop_path"):
@@ -212,9 +221,15 @@ class TransformerConfig(ConfigBase):
         require(isinstance(self.backend, str) and bool(self.backend), "backend must name an attention backend")
         if self.moe_experts:
             require(self.moe_experts > 0, f"moe_experts must be 0 (dense) or positive, got {self.moe_experts}")
-            require(1 <= self.moe_top_k <= self.moe_experts, f"moe_top_k={self.moe_top_k} must be between 1 and moe_experts={self.moe_experts}")
+            require(
+                1 <= self.moe_top_k <= self.moe_experts,
+                f"moe_top_k={self.moe_top_k} must be between 1 and moe_experts={self.moe_experts}",
+            )
             require(self.moe_every >= 1, f"moe_every must be at least 1, got {self.moe_every}")
-            require(self.moe_capacity_factor >= 0, f"moe_capacity_factor must be >= 0 (0 = no dropping), got {self.moe_capacity_factor}")
+            require(
+                self.moe_capacity_factor >= 0,
+                f"moe_capacity_factor must be >= 0 (0 = no dropping), got {self.moe_capacity_factor}",
+            )
 
     @property
     def head_dim(self) -> int:
@@ -274,7 +289,9 @@ class EncoderConfig(ConfigBase):
         require(self.position in POSITION_KINDS, f"position must be one of {POSITION_KINDS}, got {self.position!r}")
         require(self.type_vocab_size >= 0, f"type_vocab_size must be >= 0 (0 = none), got {self.type_vocab_size}")
         require(self.max_len > 0, f"max_len must be positive, got {self.max_len}")
-        require(0 <= self.pad_id < self.vocab_size, f"pad_id={self.pad_id} is outside the vocabulary ({self.vocab_size})")
+        require(
+            0 <= self.pad_id < self.vocab_size, f"pad_id={self.pad_id} is outside the vocabulary ({self.vocab_size})"
+        )
         require(
             self.mask_id is None or 0 <= self.mask_id < self.vocab_size,
             f"mask_id={self.mask_id} is outside the vocabulary ({self.vocab_size})",

@@ -99,17 +99,25 @@ class EncoderOnlyTransformer(PretrainedModel):
         check_token_ids(input_ids, self.config.vocab_size, "input_ids")
         b, t = input_ids.shape
         if t > self.config.max_len and self.config.position in ("learned", "sinusoidal"):
-            raise ValueError(f"input has {t} tokens but the model has {self.config.max_len} positions; truncate the input")
+            raise ValueError(
+                f"input has {t} tokens but the model has {self.config.max_len} positions; truncate the input"
+            )
         if attention_mask is not None:
             if attention_mask.shape != input_ids.shape:
-                raise ValueError(f"attention_mask must be (B, T) = {tuple(input_ids.shape)}, got {tuple(attention_mask.shape)}")
+                raise ValueError(
+                    f"attention_mask must be (B, T) = {tuple(input_ids.shape)}, got {tuple(attention_mask.shape)}"
+                )
             attention_mask = attention_mask.bool()
         # Right-padded batches: positions count 0..T-1 in every row, as in BERT.
         positions = positions_from_mask(None, t, None, input_ids.device).expand(b, t)
         mask = self_attention_mask(self.alibi, positions, positions, attention_mask)
         x = self.embed(input_ids, positions, token_type_ids)
         return self.encoder(
-            x, mask=mask, positions=positions, output_hidden_states=output_hidden_states, output_attentions=output_attentions
+            x,
+            mask=mask,
+            positions=positions,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
         )
 
     def pool(self, hidden: Tensor, attention_mask: Tensor | None = None) -> Tensor:
@@ -121,7 +129,9 @@ class EncoderOnlyTransformer(PretrainedModel):
         return mean_pool(hidden, None if attention_mask is None else attention_mask.bool())
 
     @torch.no_grad()
-    def sentence_embeddings(self, input_ids: Tensor, attention_mask: Tensor | None = None, normalize: bool = True) -> Tensor:
+    def sentence_embeddings(
+        self, input_ids: Tensor, attention_mask: Tensor | None = None, normalize: bool = True
+    ) -> Tensor:
         """Mean-pooled last hidden states (B, D), unit length when ``normalize`` (sentence-transformers)."""
         hidden = self(input_ids, attention_mask).last_hidden_state
         pooled = mean_pool(hidden, None if attention_mask is None else attention_mask.bool())
@@ -165,7 +175,9 @@ class EncoderForMaskedLM(PretrainedModel):
         self.backbone = EncoderOnlyTransformer(config, with_pooler=False)
         self.mlm_head = MaskedLMHead(config, self.backbone.embed.tokens.weight if config.tie_embeddings else None)
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None) -> Tensor:
+    def forward(
+        self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None
+    ) -> Tensor:
         return self.mlm_head(self.backbone(input_ids, attention_mask, token_type_ids).last_hidden_state)
 
 
@@ -186,7 +198,9 @@ class EncoderForSequenceClassification(PretrainedModel):
         self.backbone = EncoderOnlyTransformer(config)
         self.dropout, self.classifier = _classifier(config)
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None) -> Tensor:
+    def forward(
+        self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None
+    ) -> Tensor:
         hidden = self.backbone(input_ids, attention_mask, token_type_ids).last_hidden_state
         return self.classifier(self.dropout(self.backbone.pool(hidden, attention_mask)))
 
@@ -203,5 +217,7 @@ class EncoderForTokenClassification(PretrainedModel):
         self.backbone = EncoderOnlyTransformer(config)
         self.dropout, self.classifier = _classifier(config)
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None) -> Tensor:
+    def forward(
+        self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None
+    ) -> Tensor:
         return self.classifier(self.dropout(self.backbone(input_ids, attention_mask, token_type_ids).last_hidden_state))

@@ -74,7 +74,9 @@ class GatedMLP(nn.Module):
         return self.down(self.dropout(gate * self.up(x)))
 
 
-def build_feed_forward(dim: int, hidden_dim: int, activation: str, dropout: float = 0.0, bias: bool = True) -> nn.Module:
+def build_feed_forward(
+    dim: int, hidden_dim: int, activation: str, dropout: float = 0.0, bias: bool = True
+) -> nn.Module:
     """An :class:`MLP` or, for ``swiglu``/``geglu``, a :class:`GatedMLP`."""
     if activation in GATED:
         return GatedMLP(dim, hidden_dim, activation, dropout, bias)

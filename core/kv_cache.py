@@ -90,7 +90,9 @@ class LayerKVCache:
             self.state = self.state.index_select(index)
 
 
-def _extend(past: Tensor | None, new: Tensor | None, past_len: int, new_len: int, b: int, device: torch.device) -> Tensor | None:
+def _extend(
+    past: Tensor | None, new: Tensor | None, past_len: int, new_len: int, b: int, device: torch.device
+) -> Tensor | None:
     """(B, T) + (B, t) key masks -> (B, T + t); None while every key is real."""
     if past is None and new is None:
         return None
@@ -130,7 +132,9 @@ class KVCache:
     def empty(cls, num_layers: int, memory: Tensor | None = None, memory_mask: Tensor | None = None) -> KVCache:
         return cls([LayerKVCache() for _ in range(num_layers)], memory=memory, memory_mask=memory_mask)
 
-    def advance(self, token_mask: Tensor | None, batch: int, new: int, device: torch.device, track_positions: bool = False) -> Tensor:
+    def advance(
+        self, token_mask: Tensor | None, batch: int, new: int, device: torch.device, track_positions: bool = False
+    ) -> Tensor:
         """Account for ``new`` tokens per row about to be decoded; returns their positions (B, t).
 
         Real tokens count up from each row's ``next_position``; padding (``token_mask`` False)

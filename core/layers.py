@@ -218,7 +218,13 @@ class DecoderLayer(nn.Module):
 
         def cross_attend(h: Tensor):
             return self.cross_attn(
-                h, memory, query_pos=pos, key_pos=memory_pos, mask=memory_mask, cache=cache, return_weights=return_weights
+                h,
+                memory,
+                query_pos=pos,
+                key_pos=memory_pos,
+                mask=memory_mask,
+                cache=cache,
+                return_weights=return_weights,
             )
 
         x, self_weights = self._branch(x, self.self_attn_norm, self.self_attn_residual, self_attend)

@@ -37,7 +37,15 @@ from torch import Tensor, nn
 
 from .feedforward import ACTIVATIONS, GATED, MLP, GatedMLP
 
-__all__ = ["MoEFeedForward", "MoEStats", "apply_moe", "build_moe_feed_forward", "collect_aux_loss", "dense_parts", "moe_stats"]
+__all__ = [
+    "MoEFeedForward",
+    "MoEStats",
+    "apply_moe",
+    "build_moe_feed_forward",
+    "collect_aux_loss",
+    "dense_parts",
+    "moe_stats",
+]
 
 
 @dataclass
@@ -104,7 +112,9 @@ class MoEFeedForward(nn.Module):
     ):
         super().__init__()
         if num_experts < 1 or not 1 <= top_k <= num_experts:
-            raise ValueError(f"MoE needs num_experts >= 1 and 1 <= top_k <= num_experts, got {num_experts} experts, top_k={top_k}")
+            raise ValueError(
+                f"MoE needs num_experts >= 1 and 1 <= top_k <= num_experts, got {num_experts} experts, top_k={top_k}"
+            )
         if capacity_factor is not None and capacity_factor <= 0:
             raise ValueError(f"capacity_factor must be positive, or None for no token dropping; got {capacity_factor}")
         if activation not in ACTIVATIONS and activation not in GATED:
@@ -129,7 +139,11 @@ class MoEFeedForward(nn.Module):
 
     def reset_parameters(self) -> None:
         """nn.Linear's default initialisation, per expert."""
-        for weight, fan_in in ((self.fc1_weight, self.dim), (self.gate_weight, self.dim), (self.fc2_weight, self.hidden_dim)):
+        for weight, fan_in in (
+            (self.fc1_weight, self.dim),
+            (self.gate_weight, self.dim),
+            (self.fc2_weight, self.hidden_dim),
+        ):
             if weight is not None:
                 nn.init.uniform_(weight, -(fan_in**-0.5), fan_in**-0.5)
         for bias, fan_in in ((self.fc1_bias, self.dim), (self.fc2_bias, self.hidden_dim)):
@@ -141,7 +155,14 @@ class MoEFeedForward(nn.Module):
         """Experts initialised as copies of a dense :class:`MLP` or :class:`GatedMLP` (upcycling)."""
         first, gate, second, activation = dense_parts(dense)
         options.setdefault("dropout", dense.dropout.p)
-        moe = cls(first.in_features, first.out_features, num_experts, activation=activation, bias=first.bias is not None, **options)
+        moe = cls(
+            first.in_features,
+            first.out_features,
+            num_experts,
+            activation=activation,
+            bias=first.bias is not None,
+            **options,
+        )
         with torch.no_grad():
             moe.fc1_weight.copy_(first.weight.expand_as(moe.fc1_weight))
             moe.fc2_weight.copy_(second.weight.expand_as(moe.fc2_weight))
@@ -157,7 +178,9 @@ class MoEFeedForward(nn.Module):
         b1 = None if self.fc1_bias is None else self.fc1_bias[e]
         b2 = None if self.fc2_bias is None else self.fc2_bias[e]
         if self.gate_weight is not None:
-            hidden = ACTIVATIONS[GATED[self.activation]](F.linear(x, self.gate_weight[e])) * F.linear(x, self.fc1_weight[e], b1)
+            hidden = ACTIVATIONS[GATED[self.activation]](F.linear(x, self.gate_weight[e])) * F.linear(
+                x, self.fc1_weight[e], b1
+            )
         else:
             hidden = ACTIVATIONS[self.activation](F.linear(x, self.fc1_weight[e], b1))
         return F.linear(self.dropout(hidden), self.fc2_weight[e], b2)
@@ -249,7 +272,9 @@ def build_moe_feed_forward(
     return MoEFeedForward(dim, hidden, num_experts, top_k, **options)
 
 
-def apply_moe(model: nn.Module, every: int = 1, num_experts: int = 8, top_k: int = 1, hidden_dim: int | None = None, **options) -> nn.Module:
+def apply_moe(
+    model: nn.Module, every: int = 1, num_experts: int = 8, top_k: int = 1, hidden_dim: int | None = None, **options
+) -> nn.Module:
     """Replace the feed-forward of every ``every``-th transformer layer with a fresh MoE, in place.
 
     Layers are counted in module order within each stack; with ``every=2`` the 2nd, 4th, ...

@@ -111,7 +111,11 @@ class MultiHeadAttention(nn.Module):
         # Parts of a fused bias that are switched off stay zero through a mask (a buffer, not saved).
         for name in dict.fromkeys(owner for owner, _ in self._offsets.values()):
             module: nn.Linear = getattr(self, name)
-            off = [(start, self.widths[part]) for part, (owner, start) in self._offsets.items() if owner == name and not biases[part]]
+            off = [
+                (start, self.widths[part])
+                for part, (owner, start) in self._offsets.items()
+                if owner == name and not biases[part]
+            ]
             if module.bias is None or not off:
                 continue
             keep = torch.ones(module.out_features, dtype=torch.bool)
@@ -204,7 +208,10 @@ class MultiHeadAttention(nn.Module):
             k_in = q_in if key is query and key_pos is query_pos else _with_pos(key, key_pos)
             flat = self._project(self._groups(q_in, k_in, value))
             q = self._split(flat["q"], self.num_heads)  # (B, H, T, Dh)
-            k, v = self._split(flat["k"], self.num_kv_heads), self._split(flat["v"], self.num_kv_heads)  # (B, Hkv, S, Dh)
+            k, v = (
+                self._split(flat["k"], self.num_kv_heads),
+                self._split(flat["v"], self.num_kv_heads),
+            )  # (B, Hkv, S, Dh)
             if self.rotary is not None:
                 q, k = self._rotate(q, k, positions, key_positions)
             if self.cross and cache is not None:
@@ -237,7 +244,9 @@ class MultiHeadAttention(nn.Module):
             return [("q", q_in), ("kv", k_in)]
         return [("q", q_in), ("k", k_in), ("v", v_in)]
 
-    def _rotate(self, q: Tensor, k: Tensor, positions: Tensor | None, key_positions: Tensor | None) -> tuple[Tensor, Tensor]:
+    def _rotate(
+        self, q: Tensor, k: Tensor, positions: Tensor | None, key_positions: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
         if positions is None:
             positions = torch.arange(q.shape[-2], device=q.device)
         cos, sin = self.rotary(positions)
@@ -248,10 +257,14 @@ class MultiHeadAttention(nn.Module):
         k_cos, k_sin = self.rotary(key_positions)
         return apply_rotary(q, cos, sin), apply_rotary(k, k_cos, k_sin)
 
-    def _step_state(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, is_causal: bool, cache: LayerKVCache) -> Tensor:
+    def _step_state(
+        self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, is_causal: bool, cache: LayerKVCache
+    ) -> Tensor:
         """Causal attention of the new tokens from the backend's constant-size state (Performer)."""
         if not is_causal:
-            raise ValueError(f"the {self.backend.name} decoding state is causal; a cached self-attention layer must be causal")
+            raise ValueError(
+                f"the {self.backend.name} decoding state is causal; a cached self-attention layer must be causal"
+            )
         if cache.state is None:
             cache.state = self.backend.init_state(q.shape[0], q.device)
         keep = key_padding_only(mask, self.backend.name)
@@ -260,7 +273,9 @@ class MultiHeadAttention(nn.Module):
         return out
 
 
-def fuse_qkv_state(state: dict[str, Tensor], parts: tuple[str, str, str] = ("q_proj", "k_proj", "v_proj")) -> dict[str, Tensor]:
+def fuse_qkv_state(
+    state: dict[str, Tensor], parts: tuple[str, str, str] = ("q_proj", "k_proj", "v_proj")
+) -> dict[str, Tensor]:
     """Join separate query/key/value projections of a renamed foreign state dict into ``qkv_proj``.
 
     For every ``<prefix>.q_proj.weight`` with its ``k_proj`` and ``v_proj`` siblings, the three

@@ -30,7 +30,9 @@ __all__ = [
 
 def _check_positions(positions: Tensor, max_len: int) -> None:
     if positions.numel() and int(positions.max()) >= max_len:
-        raise ValueError(f"position {int(positions.max())} is past the maximum length {max_len}; raise max_len in the config")
+        raise ValueError(
+            f"position {int(positions.max())} is past the maximum length {max_len}; raise max_len in the config"
+        )
 
 
 class LearnedPositionalEmbedding(nn.Module):
@@ -83,7 +85,9 @@ def sincos_2d(grid_h: int, grid_w: int, dim: int, base: float = 10000.0) -> Tens
     """Fixed 2D sine-cosine positions (Gh*Gw, D), row-major: half the channels code y, half x."""
     if dim % 4:
         raise ValueError(f"2D sine-cosine positions need a width divisible by 4, got {dim}")
-    ys, xs = torch.meshgrid(torch.arange(grid_h, dtype=torch.float64), torch.arange(grid_w, dtype=torch.float64), indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(grid_h, dtype=torch.float64), torch.arange(grid_w, dtype=torch.float64), indexing="ij"
+    )
     quarter = dim // 4
     freq = 1.0 / base ** (torch.arange(quarter, dtype=torch.float64) / quarter)
     y = ys.reshape(-1, 1) * freq

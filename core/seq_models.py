@@ -109,7 +109,9 @@ class TokenEmbedding(nn.Module):
                 x = x + self.token_types.weight[0]
             else:
                 if token_types.shape != ids.shape:
-                    raise ValueError(f"token_type_ids must match the ids' shape {tuple(ids.shape)}, got {tuple(token_types.shape)}")
+                    raise ValueError(
+                        f"token_type_ids must match the ids' shape {tuple(ids.shape)}, got {tuple(token_types.shape)}"
+                    )
                 x = x + self.token_types(token_types)
         elif token_types is not None:
             raise ValueError("this model has no token-type embeddings (type_vocab_size=0); pass token_type_ids=None")
@@ -126,7 +128,9 @@ def check_token_ids(ids: Tensor, vocab_size: int, what: str) -> None:
         raise ValueError(f"{what} holds ids outside [0, {vocab_size}): min {int(ids.min())}, max {int(ids.max())}")
 
 
-def self_attention_mask(alibi: ALiBi | None, q_positions: Tensor, k_positions: Tensor, key_mask: Tensor | None) -> Tensor | None:
+def self_attention_mask(
+    alibi: ALiBi | None, q_positions: Tensor, k_positions: Tensor, key_mask: Tensor | None
+) -> Tensor | None:
     """Boolean key-padding mask (B, 1, 1, Tk), or the ALiBi bias (B, H, Tq, Tk) with pads at -inf."""
     if alibi is None:
         return None if key_mask is None else key_mask[:, None, None, :]
@@ -178,12 +182,16 @@ class TokenDecoder(nn.Module):
         if num_layers < 1:
             raise ValueError(f"a token decoder needs at least one layer, got {num_layers}")
         if spec.rotary != (position == "rotary"):
-            raise ValueError(f"position={position!r} and spec.rotary={spec.rotary} disagree; rotary positions need both")
+            raise ValueError(
+                f"position={position!r} and spec.rotary={spec.rotary} disagree; rotary positions need both"
+            )
         if position == "alibi":
             backend_class(spec.backend).check_use(float_mask=True, where="ALiBi")
         self.vocab_size = vocab_size
         self.embed = TokenEmbedding(vocab_size, spec.dim, position, max_len, scale_embeddings, dropout, pad_id)
-        self.stack = build_decoder(spec, num_layers, cross_attention=cross_attention, memory_dim=memory_dim, final_norm=final_norm)
+        self.stack = build_decoder(
+            spec, num_layers, cross_attention=cross_attention, memory_dim=memory_dim, final_norm=final_norm
+        )
         self.lm_head = nn.Linear(spec.dim, vocab_size, bias=False)
         if tie_embeddings:
             self.lm_head.weight = self.embed.tokens.weight
@@ -308,7 +316,12 @@ class EncoderDecoderTransformer(PretrainedModel):
         return self.encoder(self.src_embed(src, positions), mask=mask, positions=positions, **outputs)
 
     def forward(
-        self, src: Tensor, tgt: Tensor, src_mask: Tensor | None = None, output_hidden_states: bool = False, output_attentions: bool = False
+        self,
+        src: Tensor,
+        tgt: Tensor,
+        src_mask: Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
     ) -> Tensor | ModelOutput:
         """Teacher-forced logits (B, T, V) for target inputs ``tgt`` (B, T) given ``src`` (B, S).
 
@@ -406,10 +419,14 @@ class DecoderOnlyTransformer(PretrainedModel):
         return self.decoder.step(tokens, cache, token_mask)
 
     @torch.no_grad()
-    def generate(self, input_ids: Tensor, attention_mask: Tensor | None = None, max_new_tokens: int = 64, **options: Any):
+    def generate(
+        self, input_ids: Tensor, attention_mask: Tensor | None = None, max_new_tokens: int = 64, **options: Any
+    ):
         """Continue left-padded prompts (B, T); options as in :func:`~polyformer.core.generation.generate`."""
         from .generation import generate
 
         options.setdefault("eos_id", self.config.eos_id)
         options.setdefault("pad_id", self.config.pad_id)
-        return generate(self, self.new_cache(), input_ids, prompt_mask=attention_mask, max_new_tokens=max_new_tokens, **options)
+        return generate(
+            self, self.new_cache(), input_ids, prompt_mask=attention_mask, max_new_tokens=max_new_tokens, **options
+        )

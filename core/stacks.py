@@ -96,7 +96,9 @@ class TransformerEncoder(nn.Module):
         hidden = [x] if output_hidden_states else None
         attentions = [] if output_attentions else None
         for _, layer in _kept_layers(self.layers, self.layer_drop, self.training):
-            x, weights = layer(x, mask=mask, is_causal=is_causal, positions=positions, pos=pos, return_weights=output_attentions)
+            x, weights = layer(
+                x, mask=mask, is_causal=is_causal, positions=positions, pos=pos, return_weights=output_attentions
+            )
             if hidden is not None:
                 hidden.append(x)
             if attentions is not None:
@@ -214,7 +216,9 @@ def _norm(spec: BlockSpec) -> nn.Module:
     return build_norm(spec.norm, spec.dim, spec.norm_eps)
 
 
-def build_encoder(spec: BlockSpec, num_layers: int, *, final_norm: bool | None = None, causal: bool = False) -> TransformerEncoder:
+def build_encoder(
+    spec: BlockSpec, num_layers: int, *, final_norm: bool | None = None, causal: bool = False
+) -> TransformerEncoder:
     """An encoder stack of ``num_layers`` blocks.
 
     Args:

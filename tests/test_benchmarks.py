@@ -39,3 +39,11 @@ def test_vit_vs_timm_prints_both_modes():
     assert out.count("vs timm fp32") == 1
     for mode in ("inference", "training"):
         assert sum(line.startswith(mode) for line in out.splitlines()) == 4
+
+
+def test_decoding_prints_both_batches():
+    out = run_script("decoding.py", "--new", "8", "--batches", "1", "2", "--rounds", "1")
+    rows = [line.split() for line in out.splitlines()]
+    rows = [row for row in rows if len(row) == 6 and row[0].isdigit()]
+    assert [row[0] for row in rows] == ["1", "2"]
+    assert all(float(value) > 0 for row in rows for value in row[1:])

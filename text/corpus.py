@@ -28,7 +28,9 @@ def load_corpus(name: str = "shakespeare") -> str:
     try:
         return path.read_text(encoding="utf-8")
     except OSError as err:
-        raise ValueError(f"cannot read embedded corpus {path}: {err}; reinstall polyformer or run text/data/make_corpus.py") from err
+        raise ValueError(
+            f"cannot read embedded corpus {path}: {err}; reinstall polyformer or run text/data/make_corpus.py"
+        ) from err
 
 
 def split_corpus(text: str, validation_fraction: float = 0.1) -> tuple[str, str]:

@@ -131,7 +131,10 @@ def gather_objects(value: Any, context: DistributedContext) -> list[Any]:
 
 def torchrun_command(nproc: int, module_args: Sequence[str], module: str = "polyformer.apps") -> list[str]:
     """The argv that runs ``python -m module module_args...`` in ``nproc`` processes on this node."""
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", "-m", module, *module_args]
+    return [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+        "-m", module, *module_args,
+    ]
 
 
 def launch_with_torchrun(nproc: int, module_args: Sequence[str], module: str = "polyformer.apps") -> int:

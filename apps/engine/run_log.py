@@ -73,7 +73,9 @@ class ProgressReporter:
         echo: where plain lines go.
     """
 
-    def __init__(self, total_steps: int, start_step: int = 0, mode: str | None = None, echo: Callable[[str], None] = print):
+    def __init__(
+        self, total_steps: int, start_step: int = 0, mode: str | None = None, echo: Callable[[str], None] = print
+    ):
         self.mode = mode or ("bar" if sys.stdout.isatty() else "lines")
         self.total_steps, self.echo, self.bar = total_steps, echo, None
         if self.mode == "bar":
@@ -134,7 +136,12 @@ def plot_training_curves(metrics_path: str | Path, png_path: str | Path) -> Path
     figure, axes = plt.subplots(1, 1 + len(names), figsize=(4.5 * (1 + len(names)), 3.5), squeeze=False)
     axes[0][0].plot([r["step"] for r in train], [r["loss"] for r in train], label="train")
     if any("loss" in r for r in evals):
-        axes[0][0].plot([r["step"] for r in evals if "loss" in r], [r["loss"] for r in evals if "loss" in r], "o-", label="validation")
+        axes[0][0].plot(
+            [r["step"] for r in evals if "loss" in r],
+            [r["loss"] for r in evals if "loss" in r],
+            "o-",
+            label="validation",
+        )
     axes[0][0].set(title="loss", xlabel="step")
     axes[0][0].legend()
     for axis, name in zip(axes[0][1:], names):

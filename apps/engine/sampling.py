@@ -57,7 +57,9 @@ class ResumableBatchSampler(Sampler[list]):
                 f"batch_size={global_batch} must be divisible by processes x grad_accum = {world_size} x {grad_accum}"
             )
         if num_samples < global_batch:
-            raise ValueError(f"the training data has {num_samples} samples, fewer than one batch of {global_batch}; lower batch_size")
+            raise ValueError(
+                f"the training data has {num_samples} samples, fewer than one batch of {global_batch}; lower batch_size"
+            )
         self.num_samples, self.global_batch, self.grad_accum = num_samples, global_batch, grad_accum
         self.rank, self.world_size, self.seed, self.shuffle = rank, world_size, seed, shuffle
         self.keys_with_epoch = keys_with_epoch

@@ -83,7 +83,9 @@ def restore_run_state(run: Any, state: dict[str, Any]) -> None:
                 f"the checkpoint was trained with {name}={state[name]}, this run has {getattr(run.config, name)}; "
                 f"resume with the same {name} (the data order depends on it)"
             )
-    set_optimizer_state_dict(run.model, run.optimizer, state["optimizer"], options=StateDictOptions(full_state_dict=True))
+    set_optimizer_state_dict(
+        run.model, run.optimizer, state["optimizer"], options=StateDictOptions(full_state_dict=True)
+    )
     run.scheduler.load_state_dict(state["scheduler"])
     run.step, run.epoch, run.epoch_step = int(state["step"]), int(state["epoch"]), int(state["epoch_step"])
     run.manager.load_state_dict(state["best"])

@@ -36,7 +36,9 @@ def read_recipe_config(name_or_path: str | Path, overrides: Sequence[str] = ()) 
     if not path.is_file():
         path = CONFIG_DIR / f"{name_or_path}.toml"
     if not path.is_file():
-        raise FileNotFoundError(f"recipe config {name_or_path!r} not found: give a TOML file or one of {list_recipe_configs()}")
+        raise FileNotFoundError(
+            f"recipe config {name_or_path!r} not found: give a TOML file or one of {list_recipe_configs()}"
+        )
     try:
         config = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as err:
@@ -72,7 +74,9 @@ def apply_overrides(config: dict[str, dict[str, Any]], overrides: Sequence[str])
             sections = [name for name, table in config.items() if isinstance(table, dict) and path[0] in table]
             if len(sections) != 1:
                 where = f"is in sections {sections}" if sections else "is not a field of any section"
-                raise ValueError(f"override {text!r}: {path[0]!r} {where}; write it as section.{path[0]}=... ({sorted(config)})")
+                raise ValueError(
+                    f"override {text!r}: {path[0]!r} {where}; write it as section.{path[0]}=... ({sorted(config)})"
+                )
             path = [sections[0], path[0]]
         if path[0] not in config or not isinstance(config[path[0]], dict):
             raise ValueError(f"override {text!r}: no section {path[0]!r}; sections are {sorted(config)}")

@@ -93,7 +93,12 @@ class VisionClassificationRecipe:
     train: TrainingConfig = field(default_factory=TrainingConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "model": dict(self.model), "data": dataclasses.asdict(self.data), "train": self.train.to_dict()}
+        return {
+            "name": self.name,
+            "model": dict(self.model),
+            "data": dataclasses.asdict(self.data),
+            "train": self.train.to_dict(),
+        }
 
 
 def _fill(cls: type, table: dict[str, Any], section: str) -> Any:
@@ -114,7 +119,9 @@ def load_recipe(name_or_path: str | Path, overrides: Sequence[str] = ()) -> Visi
     config = read_recipe_config(name_or_path, overrides)
     unknown = sorted(set(config) - {"model", "data", "train"})
     if unknown:
-        raise ValueError(f"recipe config {name_or_path}: unknown section(s) {unknown}; expected [model], [data], [train]")
+        raise ValueError(
+            f"recipe config {name_or_path}: unknown section(s) {unknown}; expected [model], [data], [train]"
+        )
     model = dict(config.get("model", {}))
     if "preset" not in model:
         raise ValueError(f"recipe config {name_or_path}: [model] needs a preset, e.g. preset = \"vit_nano_patch4_28\"")
@@ -146,7 +153,9 @@ def _same_items(a: Dataset, b: Dataset) -> bool:
     return paths_a is not None and paths_a == paths_b
 
 
-def build_datasets(recipe: VisionClassificationRecipe, train_set: ImageClassificationDataset, config: ViTConfig) -> tuple[Dataset, Dataset]:
+def build_datasets(
+    recipe: VisionClassificationRecipe, train_set: ImageClassificationDataset, config: ViTConfig
+) -> tuple[Dataset, Dataset]:
     """Training and validation datasets with the transforms ``config`` needs.
 
     Args:
@@ -165,7 +174,9 @@ def build_datasets(recipe: VisionClassificationRecipe, train_set: ImageClassific
     )  # fmt: skip
     eval_tf = build_eval_transform(size, channels, mean, std)
     eval_source = settings.eval or settings.train
-    eval_set = open_image_dataset(eval_source, "test", eval_tf, skip_bad=settings.skip_bad, class_names=train_set.classes)
+    eval_set = open_image_dataset(
+        eval_source, "test", eval_tf, skip_bad=settings.skip_bad, class_names=train_set.classes
+    )
     train_data: Dataset = train_set
     if not settings.eval and _same_items(train_set, eval_set):
         order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(seed)).tolist()
@@ -246,7 +257,9 @@ def evaluate_classifier(model: ViT, dataset: Dataset, batch_size: int = 256, pre
     """
     classes = list(model.config.class_names or [str(i) for i in range(model.config.num_classes)])
     task = ClassificationTask(len(classes), detailed=True)
-    metrics = evaluate(model, task, dataset, batch_size=batch_size, precision=resolve_precision(precision, torch.device("cpu")))
+    metrics = evaluate(
+        model, task, dataset, batch_size=batch_size, precision=resolve_precision(precision, torch.device("cpu"))
+    )
     return {
         "accuracy": metrics["accuracy"],
         "loss": metrics["loss"],
@@ -268,14 +281,28 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]], classes: Sequence[str
     size = max(4.0, 0.6 * len(classes) + 2)
     figure, axis = plt.subplots(figsize=(size, size))
     axis.imshow(counts.numpy(), cmap="Blues")
-    axis.set(xticks=range(len(classes)), yticks=range(len(classes)), xlabel="predicted", ylabel="true", title="confusion matrix")
+    axis.set(
+        xticks=range(len(classes)),
+        yticks=range(len(classes)),
+        xlabel="predicted",
+        ylabel="true",
+        title="confusion matrix",
+    )
     axis.set_xticklabels(classes, rotation=45, ha="right")
     axis.set_yticklabels(classes)
     threshold = counts.max().item() / 2
     for row in range(len(classes)):
         for column in range(len(classes)):
             value = int(counts[row, column])
-            axis.text(column, row, value, ha="center", va="center", fontsize=7, color="white" if value > threshold else "black")
+            axis.text(
+                column,
+                row,
+                value,
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if value > threshold else "black",
+            )
     figure.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

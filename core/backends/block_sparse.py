@@ -40,7 +40,15 @@ PATTERNS = ("strided", "bigbird")
 
 
 def block_layout(
-    query_blocks: Tensor, num_key_blocks: int, pattern: str, is_causal: bool, window: int, stride: int, globals_: int, random: int, seed: int
+    query_blocks: Tensor,
+    num_key_blocks: int,
+    pattern: str,
+    is_causal: bool,
+    window: int,
+    stride: int,
+    globals_: int,
+    random: int,
+    seed: int,
 ) -> Tensor:
     """Boolean (N, M) layout: which key blocks each (absolute) query block attends to.
 
@@ -98,7 +106,17 @@ class _Pattern:
         self.globals, self.random, self.seed = globals_, random, seed
 
     def layout(self, query_blocks: Tensor, num_key_blocks: int, is_causal: bool) -> Tensor:
-        return block_layout(query_blocks, num_key_blocks, self.pattern, is_causal, self.window, self.stride, self.globals, self.random, self.seed)
+        return block_layout(
+            query_blocks,
+            num_key_blocks,
+            self.pattern,
+            is_causal,
+            self.window,
+            self.stride,
+            self.globals,
+            self.random,
+            self.seed,
+        )
 
     def global_rows(self, tq: int, tk: int) -> int:
         """How many leading queries sit in BigBird global blocks (they attend densely)."""
@@ -123,17 +141,23 @@ def block_sparse_mask(
     """The dense (Tq, Tk) boolean mask equivalent to a block-sparse pattern (arguments as the options)."""
     spec = _Pattern(pattern, block, window, stride, globals, random, seed)
     blocks = QueryBlocks.build(tq, tk, block, torch.device("cpu") if device is None else device)
-    layout = spec.layout(blocks.first + torch.arange(blocks.count, device=blocks.positions.device), math.ceil(tk / block), is_causal)
+    layout = spec.layout(
+        blocks.first + torch.arange(blocks.count, device=blocks.positions.device), math.ceil(tk / block), is_causal
+    )
     positions = blocks.positions.flatten()[blocks.front : blocks.front + tq]  # key-aligned query positions
     keys = torch.arange(tk, device=positions.device)
-    mask = layout[torch.div(positions, block, rounding_mode="floor") - blocks.first][:, torch.div(keys, block, rounding_mode="floor")]
+    mask = layout[torch.div(positions, block, rounding_mode="floor") - blocks.first][
+        :, torch.div(keys, block, rounding_mode="floor")
+    ]
     mask[: spec.global_rows(tq, tk)] = True
     if is_causal:
         mask = mask & (keys.unsqueeze(0) <= positions.unsqueeze(1))
     return mask  # (Tq, Tk)
 
 
-def _dense_rows(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, tq: int, is_causal: bool, scale: float, dropout_p: float) -> Tensor:
+def _dense_rows(
+    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, tq: int, is_causal: bool, scale: float, dropout_p: float
+) -> Tensor:
     """Full attention of the first r queries (BigBird global rows, out of Tq) over all keys."""
     r, tk = q.shape[-2], k.shape[-2]
     rows_mask = None
@@ -141,7 +165,9 @@ def _dense_rows(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, tq: int, i
         mask = as_4d_mask(mask)
         rows_mask = mask if mask.shape[-2] == 1 else mask[..., :r, :]
     if is_causal:
-        allowed = torch.arange(tk, device=q.device).unsqueeze(0) <= (torch.arange(r, device=q.device) + tk - tq).unsqueeze(1)
+        allowed = torch.arange(tk, device=q.device).unsqueeze(0) <= (
+            torch.arange(r, device=q.device) + tk - tq
+        ).unsqueeze(1)
         if rows_mask is None:
             rows_mask = allowed
         elif rows_mask.dtype == torch.bool:
@@ -151,7 +177,16 @@ def _dense_rows(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, tq: int, i
     return eager_attention(q, k, v, rows_mask, False, scale, dropout_p)
 
 
-def _sparse_rows(q: Tensor, k: Tensor, v: Tensor, spec: _Pattern, mask: Tensor | None, is_causal: bool, scale: float, dropout_p: float) -> Tensor:
+def _sparse_rows(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    spec: _Pattern,
+    mask: Tensor | None,
+    is_causal: bool,
+    scale: float,
+    dropout_p: float,
+) -> Tensor:
     """Attention of all queries over their listed key blocks (BigBird global rows give zeros here)."""
     tq, tk, bs = q.shape[-2], k.shape[-2], spec.block
     blocks = QueryBlocks.build(tq, tk, bs, q.device)
@@ -168,7 +203,18 @@ def _sparse_rows(q: Tensor, k: Tensor, v: Tensor, spec: _Pattern, mask: Tensor |
     rows = blocks.positions - (tk - tq)
     k_blocks, v_blocks = _gather_blocks(k, order, bs), _gather_blocks(v, order, bs)
     b, h = q.shape[:2]
-    out = gathered_block_attention(blocks.split(q), k_blocks, v_blocks, allowed, mask, rows, keys.clamp(max=max(tk - 1, 0)), (b, h), scale, dropout_p)
+    out = gathered_block_attention(
+        blocks.split(q),
+        k_blocks,
+        v_blocks,
+        allowed,
+        mask,
+        rows,
+        keys.clamp(max=max(tk - 1, 0)),
+        (b, h),
+        scale,
+        dropout_p,
+    )
     return blocks.merge(out, b, h, tq)
 
 
@@ -234,4 +280,6 @@ class BlockSparseAttention(AttentionBackend):
         return block_sparse_mask(tq, tk, **self.settings, is_causal=is_causal, device=device)
 
     def forward(self, q, k, v, mask=None, is_causal=False, scale=None, dropout_p=0.0):
-        return block_sparse_attention(q, k, v, **self.settings, mask=mask, is_causal=is_causal, scale=scale, dropout_p=dropout_p)
+        return block_sparse_attention(
+            q, k, v, **self.settings, mask=mask, is_causal=is_causal, scale=scale, dropout_p=dropout_p
+        )

@@ -36,7 +36,9 @@ def _slice(mask: Tensor, dim: int, start: int, stop: int) -> Tensor:
 class _Blocks:
     """The block walk shared by forward and backward: slicing, masking and dropout draws."""
 
-    def __init__(self, q: Tensor, k: Tensor, q_block: int, k_block: int, mask: Tensor | None, is_causal: bool, scale: float):
+    def __init__(
+        self, q: Tensor, k: Tensor, q_block: int, k_block: int, mask: Tensor | None, is_causal: bool, scale: float
+    ):
         self.tq, self.tk, self.mask, self.is_causal, self.scale = q.shape[-2], k.shape[-2], mask, is_causal, scale
         # Softmax statistics and accumulators in float32 (float64 for float64 inputs).
         self.dtype = torch.promote_types(q.dtype, torch.float32)
@@ -210,7 +212,9 @@ class ChunkedAttention(AttentionBackend):
         self.block = int(options.get("block", 512))
         self.query_block = int(options.get("query_block", self.block))
         if self.block < 1 or self.query_block < 1:
-            raise ValueError(f"chunked attention needs block >= 1 and query_block >= 1, got {self.block} and {self.query_block}")
+            raise ValueError(
+                f"chunked attention needs block >= 1 and query_block >= 1, got {self.block} and {self.query_block}"
+            )
 
     def forward(self, q, k, v, mask=None, is_causal=False, scale=None, dropout_p=0.0):
         return chunked_attention(q, k, v, mask, is_causal, scale, dropout_p, self.block, self.query_block)

@@ -65,11 +65,15 @@ class LinformerAttention(AttentionBackend):
         if self.share not in SHARE_MODES:
             raise ValueError(f"linformer share must be one of {SHARE_MODES}, got {self.share!r}")
         if max_len is None or max_len < 1:
-            raise ValueError("linformer needs max_len (the longest key length) to size its projections; set the model's max_len")
+            raise ValueError(
+                "linformer needs max_len (the longest key length) to size its projections; set the model's max_len"
+            )
         heads = num_heads if self.share == "head" else 1
         bound = 1.0 / math.sqrt(max_len)  # nn.Linear(max_len, k) initialisation, as fairseq's Linformer
         self.proj_k = nn.Parameter(torch.empty(heads, self.k, max_len).uniform_(-bound, bound))
-        self.proj_v = None if self.share == "kv" else nn.Parameter(torch.empty(heads, self.k, max_len).uniform_(-bound, bound))
+        self.proj_v = (
+            None if self.share == "kv" else nn.Parameter(torch.empty(heads, self.k, max_len).uniform_(-bound, bound))
+        )
 
     def project(self, x: Tensor, which: str) -> Tensor:
         """Project keys or values (B, H, Tk, Dh) along the sequence -> (B, H, k, Dh)."""
@@ -85,7 +89,9 @@ class LinformerAttention(AttentionBackend):
             )
         tk = k.shape[-2]
         if tk > self.max_len:
-            raise ValueError(f"linformer was sized for max_len={self.max_len} keys but got {tk}; raise the model's max_len")
+            raise ValueError(
+                f"linformer was sized for max_len={self.max_len} keys but got {tk}; raise the model's max_len"
+            )
         keep = _key_padding(mask, tk)
         if keep is not None:
             k = k * keep.transpose(-2, -1).to(k.dtype)  # (B, H, Tk, Dh) with masked keys zeroed

@@ -168,7 +168,9 @@ def _window_keys(blocks: QueryBlocks, tk: int, window: int, causal: bool) -> tup
     device = blocks.positions.device
     starts = (blocks.first + torch.arange(blocks.count, device=device)) * blocks.size - behind
     keys = starts.unsqueeze(1) + torch.arange(span, device=device)  # (N, S) key positions
-    gap = torch.arange(span, device=device).unsqueeze(0) - behind - torch.arange(blocks.size, device=device).unsqueeze(1)
+    gap = (
+        torch.arange(span, device=device).unsqueeze(0) - behind - torch.arange(blocks.size, device=device).unsqueeze(1)
+    )
     band = (gap >= -behind) & (gap <= ahead)  # (bs, S)
     in_range = (keys >= 0) & (keys < tk)  # (N, S)
     allowed = band.unsqueeze(0) & in_range.unsqueeze(1) & blocks.valid.unsqueeze(-1)
@@ -218,7 +220,9 @@ def local_attention(
     behind, span = window - 1, key_index.shape[1]
     k_blocks, v_blocks = _window_view(k, blocks, behind, span), _window_view(v, blocks, behind, span)
     rows = blocks.positions - (tk - tq)
-    out = gathered_block_attention(blocks.split(q), k_blocks, v_blocks, allowed, mask, rows, key_index, (b, h), scale, dropout_p)
+    out = gathered_block_attention(
+        blocks.split(q), k_blocks, v_blocks, allowed, mask, rows, key_index, (b, h), scale, dropout_p
+    )
     return blocks.merge(out, b, h, tq)
 
 

@@ -66,7 +66,15 @@ class PerformerState:
     length: int = 0
 
     @classmethod
-    def empty(cls, batch: int, heads: int, num_features: int, head_dim: int, device: torch.device | None = None, dtype: torch.dtype = torch.float32) -> PerformerState:
+    def empty(
+        cls,
+        batch: int,
+        heads: int,
+        num_features: int,
+        head_dim: int,
+        device: torch.device | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> PerformerState:
         kv = torch.zeros(batch, heads, num_features, head_dim + 1, device=device, dtype=dtype)
         key_max = torch.full((batch, heads), float("-inf"), device=device, dtype=dtype)
         return cls(kv, key_max)
@@ -88,7 +96,9 @@ def _divide(num_den: Tensor) -> Tensor:
     return (num / torch.where(empty, 1.0, den)).masked_fill(empty, 0.0)
 
 
-def _causal_scan(q_feat: Tensor, k_logits: Tensor, v_ext: Tensor, state: PerformerState, chunk: int) -> tuple[Tensor, PerformerState]:
+def _causal_scan(
+    q_feat: Tensor, k_logits: Tensor, v_ext: Tensor, state: PerformerState, chunk: int
+) -> tuple[Tensor, PerformerState]:
     """Causal FAVOR+ over keys in chunks, continuing ``state``.
 
     Args:
@@ -210,7 +220,13 @@ class PerformerAttention(AttentionBackend):
         return PerformerState.empty(batch, self.num_heads, self.num_features, self.head_dim, device)
 
     def step(
-        self, q: Tensor, k: Tensor, v: Tensor, state: PerformerState, key_mask: Tensor | None = None, scale: float | None = None
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        state: PerformerState,
+        key_mask: Tensor | None = None,
+        scale: float | None = None,
     ) -> tuple[Tensor, PerformerState]:
         """Causal attention for the next t tokens from a constant-size state.
 
@@ -228,7 +244,9 @@ class PerformerAttention(AttentionBackend):
         """
         scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
         keep = None if key_mask is None else key_mask[:, None, :, None].bool()
-        out, state = _causal_scan(self._query_features(q, scale), self._key_logits(k, scale, keep), _with_ones(v), state, self.chunk)
+        out, state = _causal_scan(
+            self._query_features(q, scale), self._key_logits(k, scale, keep), _with_ones(v), state, self.chunk
+        )
         return out.to(q.dtype), state
 
     def extra_repr(self) -> str:

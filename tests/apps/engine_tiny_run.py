@@ -110,7 +110,14 @@ def main() -> None:
     for out, fsdp in runs:
         model = build_model(dropout=args.dropout)
         config = tiny_config(out, max_steps=args.steps, resume=args.resume, fsdp=fsdp)
-        train(model, ClassificationTask(CLASSES), NoisyBlobs(), config, eval_data=NoisyBlobs(40, seed=1, noise=0.0), on_step_end=slow_down)
+        train(
+            model,
+            ClassificationTask(CLASSES),
+            NoisyBlobs(),
+            config,
+            eval_data=NoisyBlobs(40, seed=1, noise=0.0),
+            on_step_end=slow_down,
+        )
     shutdown_distributed()
 
 

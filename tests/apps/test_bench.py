@@ -18,8 +18,14 @@ from polyformer.apps.cli import main
 
 def test_bench_attention_writes_table_json_and_plot(tmp_path):
     out_json, out_png = tmp_path / "attention.json", tmp_path / "attention.png"
-    args = ["bench", "attention", "--backends", "eager,sdpa,chunked:32,linformer:k=16,performer:features=16,local:8,block_sparse:block=8"]
-    args += ["--seq", "32,64", "--dim", "16", "--heads", "2", "--repeats", "1", "--features-sweep", "8,16", "--sweep-len", "32"]
+    args = [
+        "bench", "attention",
+        "--backends", "eager,sdpa,chunked:32,linformer:k=16,performer:features=16,local:8,block_sparse:block=8",
+    ]
+    args += [
+        "--seq", "32,64", "--dim", "16", "--heads", "2", "--repeats", "1",
+        "--features-sweep", "8,16", "--sweep-len", "32",
+    ]
     result = CliRunner().invoke(main, args + ["--json", str(out_json), "--plot", str(out_png)])
     assert result.exit_code == 0, result.output
     assert "time exp" in result.output and "performer relative error" in result.output
@@ -35,8 +41,14 @@ def test_bench_attention_writes_table_json_and_plot(tmp_path):
 
 def test_bench_attention_reports_unsupported_and_out_of_memory_instead_of_crashing(tmp_path):
     out_json = tmp_path / "r.json"
-    args = ["bench", "attention", "--backends", "eager,linformer,local:4", "--seq", "64,128", "--dim", "16", "--heads", "2"]
-    args += ["--repeats", "1", "--causal", "--backward", "--max-memory", "0.0001", "--features-sweep", "", "--json", str(out_json)]
+    args = [
+        "bench", "attention", "--backends", "eager,linformer,local:4",
+        "--seq", "64,128", "--dim", "16", "--heads", "2",
+    ]
+    args += [
+        "--repeats", "1", "--causal", "--backward", "--max-memory", "0.0001",
+        "--features-sweep", "", "--json", str(out_json),
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     rows = {(r["backend"], r["n"]): r for r in json.loads(out_json.read_text())["results"]}
@@ -53,7 +65,11 @@ def test_bench_attention_rejects_bad_arguments():
 
 
 def test_backend_list_keeps_options_with_their_spec():
-    assert parse_backend_list("eager,linformer:k=64,share=head,local:256") == ["eager", "linformer:k=64,share=head", "local:256"]
+    assert parse_backend_list("eager,linformer:k=64,share=head,local:256") == [
+        "eager",
+        "linformer:k=64,share=head",
+        "local:256",
+    ]
     with pytest.raises(ValueError):
         parse_backend_list("eager,local:width=3")
 
@@ -79,12 +95,18 @@ def test_peak_allocated_bytes_sees_a_temporary():
 def test_bench_moe_smoke(tmp_path):
     out_json = tmp_path / "moe.json"
     args = ["bench", "moe", "--steps", "3", "--batch-size", "2", "--seq-len", "16", "--d-model", "16", "--heads", "2"]
-    args += ["--layers", "2", "--d-ff", "32", "--experts", "4", "--top-k", "2", "--eval-batches", "2", "--json", str(out_json)]
+    args += [
+        "--layers", "2", "--d-ff", "32", "--experts", "4", "--top-k", "2",
+        "--eval-batches", "2", "--json", str(out_json),
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     results = json.loads(out_json.read_text())["results"]
     assert results["moe"]["active_parameters_per_token"] < results["moe"]["parameters"]
     # Same active feed-forward weights per token (2 experts of width 16 vs one MLP of width 32); per layer the
     # MoE adds only the router (E x D) and the second active expert's output bias (D).
-    assert results["moe"]["active_parameters_per_token"] - results["dense"]["active_parameters_per_token"] == 2 * (4 * 16 + 16)
+    assert (
+        results["moe"]["active_parameters_per_token"] - results["dense"]["active_parameters_per_token"]
+        == 2 * (4 * 16 + 16)
+    )
     assert results["dense"]["val_loss"] > 0 and results["moe"]["tokens_per_s"] > 0

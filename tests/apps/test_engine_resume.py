@@ -15,7 +15,10 @@ SCRIPT = Path(__file__).with_name("engine_tiny_run.py")
 
 
 def _kill_after_first_checkpoint(out: Path, steps: int, dropout: float) -> None:
-    command = [sys.executable, str(SCRIPT), "--out", str(out), "--steps", str(steps), "--sleep", "0.1", "--dropout", str(dropout)]
+    command = [
+        sys.executable, str(SCRIPT),
+        "--out", str(out), "--steps", str(steps), "--sleep", "0.1", "--dropout", str(dropout),
+    ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     try:

@@ -45,23 +45,33 @@ def test_train_eval_predict_and_resume(image_folder, tmp_path):
     assert json.loads((out / "recipe.json").read_text())["model"]["preset"] == "vit_nano_patch4_32"
 
     png = tmp_path / "cm.png"
-    result = CliRunner().invoke(main, ["vision", "eval", str(image_folder), "--model", str(out), "--skip-bad", "--json", "--confusion-png", str(png)])
+    result = CliRunner().invoke(
+        main,
+        ["vision", "eval", str(image_folder), "--model", str(out), "--skip-bad", "--json", "--confusion-png", str(png)],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["classes"] == list(CLASSES) and report["images"] == 30 and report["skipped"] == 1
     assert sum(map(sum, report["confusion_matrix"])) == 30 and png.stat().st_size > 1000
 
     images = [str(image_folder / "red" / "0.png"), str(image_folder / "blue" / "3.png")]
-    result = CliRunner().invoke(main, ["vision", "predict", *images, "--model", str(out / "model"), "--json", "--top-k", "2"])
+    result = CliRunner().invoke(
+        main, ["vision", "predict", *images, "--model", str(out / "model"), "--json", "--top-k", "2"]
+    )
     assert result.exit_code == 0, result.output
     predictions = json.loads(result.output)
     assert [p["image"] for p in predictions] == images
-    assert all(len(p["predictions"]) == 2 and p["predictions"][0]["score"] >= p["predictions"][1]["score"] for p in predictions)
+    assert all(
+        len(p["predictions"]) == 2 and p["predictions"][0]["score"] >= p["predictions"][1]["score"] for p in predictions
+    )
 
     resumed = tmp_path / "resumed"
     result = _train(image_folder, resumed, "--max-steps", "4", "--resume", str(out / "checkpoints" / "step-00000002"))
     assert result.exit_code == 0, result.output
-    expected, got = load_file(str(out / "model" / "model.safetensors")), load_file(str(resumed / "model" / "model.safetensors"))
+    expected, got = (
+        load_file(str(out / "model" / "model.safetensors")),
+        load_file(str(resumed / "model" / "model.safetensors")),
+    )
     for name in expected:
         assert (expected[name] - got[name]).abs().max() < 1e-6, name
 
@@ -86,7 +96,9 @@ def test_nproc_reruns_the_command_under_torchrun(monkeypatch, image_folder):
         return 0
 
     monkeypatch.setattr(cli_vision, "launch_with_torchrun", fake_launch)
-    result = CliRunner().invoke(main, ["vision", "train", str(image_folder), "lr=0.01", "--nproc", "2", "--epochs", "3", "--skip-bad"])
+    result = CliRunner().invoke(
+        main, ["vision", "train", str(image_folder), "lr=0.01", "--nproc", "2", "--epochs", "3", "--skip-bad"]
+    )
     assert result.exit_code == 0, result.output
     assert launched["nproc"] == 2
     argv = launched["argv"]

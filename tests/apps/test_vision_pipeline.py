@@ -36,7 +36,13 @@ def test_inputs_of_every_kind_give_the_same_answer(classify, tmp_path):
     pixels = raw.images[7, 0].numpy()  # (H, W) uint8
     path = tmp_path / "item.png"
     Image.fromarray(pixels).save(path)
-    answers = [classify(path), classify(str(path)), classify(Image.fromarray(pixels)), classify(pixels), classify(raw.load(7))]
+    answers = [
+        classify(path),
+        classify(str(path)),
+        classify(Image.fromarray(pixels)),
+        classify(pixels),
+        classify(raw.load(7)),
+    ]
     assert all(a == answers[0] for a in answers)
     top = answers[0]
     assert len(top) == 3 and top[0]["label"] in FASHION_MNIST_CLASSES

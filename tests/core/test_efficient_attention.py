@@ -113,7 +113,9 @@ def test_local_with_wide_window_equals_full_attention(causal):
 
 
 def test_local_mask_is_a_band():
-    assert torch.equal(local_mask(4, 4, 2, True).int(), torch.tensor([[1, 0, 0, 0], [1, 1, 0, 0], [0, 1, 1, 0], [0, 0, 1, 1]]))
+    assert torch.equal(
+        local_mask(4, 4, 2, True).int(), torch.tensor([[1, 0, 0, 0], [1, 1, 0, 0], [0, 1, 1, 0], [0, 0, 1, 1]])
+    )
     assert torch.equal(local_mask(3, 3, 2, False).int(), torch.tensor([[1, 1, 0], [1, 1, 1], [0, 1, 1]]))
 
 
@@ -178,7 +180,9 @@ def test_linformer_contract():
     assert backend.proj_k.grad is not None and backend.proj_k.grad[:, :, 9:].abs().sum() == 0  # slice of max_len
 
 
-@pytest.mark.parametrize("share,shape_k,has_v", [("layer", (1, 4, 16), True), ("head", (H, 4, 16), True), ("kv", (1, 4, 16), False)])
+@pytest.mark.parametrize(
+    "share,shape_k,has_v", [("layer", (1, 4, 16), True), ("head", (H, 4, 16), True), ("kv", (1, 4, 16), False)]
+)
 def test_linformer_sharing(share, shape_k, has_v):
     backend = create_attention_backend(f"linformer:k=4,share={share}", num_heads=H, head_dim=DH, max_len=16)
     assert tuple(backend.proj_k.shape) == shape_k and (backend.proj_v is not None) == has_v
@@ -224,7 +228,9 @@ def test_performer_masks_redraw_and_dropout():
     backend = create_attention_backend("performer:features=16,redraw=2", num_heads=H, head_dim=DH)
     q, k, v = _qkv(6, 9, requires_grad=False)
     mask = _padding(9, [9, 4])
-    torch.testing.assert_close(backend(q, k, v, mask)[1:], backend(q[1:], k[1:, :, :4], v[1:, :, :4]), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(
+        backend(q, k, v, mask)[1:], backend(q[1:], k[1:, :, :4], v[1:, :, :4]), atol=1e-6, rtol=1e-5
+    )
     assert torch.equal(backend(q, k, v, _padding(9, [9, 0]))[1], torch.zeros(H, 6, DH))
     with pytest.raises(ValueError, match="key-padding"):
         backend(q, k, v, torch.randn(1, 1, 6, 9))
@@ -290,7 +296,9 @@ def test_cached_decoding_equals_full_forward(spec):
 
 @pytest.mark.parametrize("spec", ["linformer:k=8", "linformer:k=8,share=head", *CAUSAL_SPECS])
 def test_every_backend_runs_in_an_encoder_with_padding(spec):
-    config = TransformerConfig(d_model=32, num_heads=4, encoder_layers=2, d_ff=64, dropout=0.0, norm_first=True, max_len=20, backend=spec)
+    config = TransformerConfig(
+        d_model=32, num_heads=4, encoder_layers=2, d_ff=64, dropout=0.0, norm_first=True, max_len=20, backend=spec
+    )
     encoder = build_encoder(config.block_spec(), config.encoder_layers)
     x = torch.randn(2, 20, 32, requires_grad=True)
     out = encoder(x, mask=_padding(20, [20, 13])).last_hidden_state

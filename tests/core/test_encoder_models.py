@@ -18,7 +18,9 @@ from polyformer.core import (
     token_cross_entropy,
 )
 
-TINY = dict(vocab_size=50, d_model=32, num_heads=4, num_layers=2, d_ff=64, max_len=24, dropout=0.0, attention_dropout=0.0)
+TINY = dict(
+    vocab_size=50, d_model=32, num_heads=4, num_layers=2, d_ff=64, max_len=24, dropout=0.0, attention_dropout=0.0
+)
 
 # Test-only name mapping from transformers' BERT to ours (a text-domain converter will own it).
 RULES = [
@@ -114,7 +116,9 @@ def test_token_types_positions_and_padding_change_what_they_should():
 
 @pytest.mark.parametrize("position", ["rotary", "alibi", "sinusoidal", "none"])
 def test_other_positions_and_pre_norm_run_and_respect_padding(position):
-    config = EncoderConfig(**{**TINY, "position": position, "norm_first": True, "type_vocab_size": 0, "pooler": False, "pool": "mean"})
+    config = EncoderConfig(
+        **{**TINY, "position": position, "norm_first": True, "type_vocab_size": 0, "pooler": False, "pool": "mean"}
+    )
     model = EncoderForTokenClassification(config).eval()
     ids, mask, _ = _batch()
     with torch.no_grad():

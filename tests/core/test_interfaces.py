@@ -44,7 +44,9 @@ def test_block_spec_validates_and_builders_take_explicit_arguments():
     assert len(encoder.layers) == 3 and encoder.final_norm is None  # post-norm: no final norm
     attn = encoder.layers[0].self_attn
     assert attn.out_proj.bias is None and hasattr(attn, "qkv_proj_bias_keep")
-    decoder = build_decoder(BlockSpec(dim=32, num_heads=4, d_ff=64), 2, cross_attention=True, causal=False, memory_dim=48)
+    decoder = build_decoder(
+        BlockSpec(dim=32, num_heads=4, d_ff=64), 2, cross_attention=True, causal=False, memory_dim=48
+    )
     layer = decoder.layers[0]
     assert not layer.causal and layer.cross_attn.kv_proj.in_features == 48 and layer.cross_attn.qkv_proj is None
     assert decoder.final_norm is not None

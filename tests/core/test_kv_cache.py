@@ -9,7 +9,17 @@ POSITIONS = ["sinusoidal", "learned", "rotary", "alibi"]
 
 
 def _config(position, **extra):
-    fields = dict(vocab_size=50, d_model=32, num_heads=4, encoder_layers=2, decoder_layers=2, d_ff=64, dropout=0.0, position=position, max_len=64)
+    fields = dict(
+        vocab_size=50,
+        d_model=32,
+        num_heads=4,
+        encoder_layers=2,
+        decoder_layers=2,
+        d_ff=64,
+        dropout=0.0,
+        position=position,
+        max_len=64,
+    )
     return TransformerConfig(**{**fields, **extra})
 
 

@@ -137,7 +137,18 @@ def test_moe_from_config_every_nth_layer_and_round_trip(tmp_path):
     from polyformer.core import DecoderOnlyTransformer, TransformerConfig
     from polyformer.core.moe import MoEFeedForward, collect_aux_loss
 
-    config = TransformerConfig(vocab_size=40, d_model=32, num_heads=4, decoder_layers=4, d_ff=64, dropout=0.0, moe_experts=4, moe_every=2, moe_top_k=2, moe_capacity_factor=0.0)
+    config = TransformerConfig(
+        vocab_size=40,
+        d_model=32,
+        num_heads=4,
+        decoder_layers=4,
+        d_ff=64,
+        dropout=0.0,
+        moe_experts=4,
+        moe_every=2,
+        moe_top_k=2,
+        moe_capacity_factor=0.0,
+    )
     model = DecoderOnlyTransformer(config).eval()
     kinds = [type(layer.feed_forward) for layer in model.decoder.stack.layers]
     assert [k is MoEFeedForward for k in kinds] == [False, True, False, True]

@@ -98,8 +98,12 @@ def test_switched_off_key_bias_stays_zero_and_matches_separate_projections():
 
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_encoder_layer_matches_torch(norm_first):
-    ref = nn.TransformerEncoderLayer(D, H, 64, dropout=0.0, activation="gelu", batch_first=True, norm_first=norm_first).eval()
-    ours = EncoderLayer(MultiHeadAttention(D, H), MLP(D, 64, "gelu"), nn.LayerNorm(D), nn.LayerNorm(D), norm_first=norm_first).eval()
+    ref = nn.TransformerEncoderLayer(
+        D, H, 64, dropout=0.0, activation="gelu", batch_first=True, norm_first=norm_first
+    ).eval()
+    ours = EncoderLayer(
+        MultiHeadAttention(D, H), MLP(D, 64, "gelu"), nn.LayerNorm(D), nn.LayerNorm(D), norm_first=norm_first
+    ).eval()
     copy_from_torch_mha(ours.self_attn, ref.self_attn)
     copy_mlp(ours.feed_forward, ref.linear1, ref.linear2)
     ours.self_attn_norm.load_state_dict(ref.norm1.state_dict())
@@ -114,7 +118,9 @@ def test_encoder_layer_matches_torch(norm_first):
 
 
 def _decoder_pair(norm_first: bool, causal: bool) -> tuple[nn.TransformerDecoderLayer, DecoderLayer]:
-    ref = nn.TransformerDecoderLayer(D, H, 64, dropout=0.0, activation="relu", batch_first=True, norm_first=norm_first).eval()
+    ref = nn.TransformerDecoderLayer(
+        D, H, 64, dropout=0.0, activation="relu", batch_first=True, norm_first=norm_first
+    ).eval()
     norms = [nn.LayerNorm(D) for _ in range(3)]
     ours = DecoderLayer(
         MultiHeadAttention(D, H), MLP(D, 64, "relu"), norms[0], norms[2],

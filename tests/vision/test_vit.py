@@ -15,12 +15,17 @@ BIG = {"vit_tiny_patch16_224": 5_717_416, "vit_small_patch16_224": 22_050_664, "
 
 
 def tiny_config(**overrides) -> ViTConfig:
-    fields = dict(image_size=16, patch_size=4, in_channels=3, num_classes=5, d_model=32, num_layers=2, num_heads=4, d_ff=64)
+    fields = dict(
+        image_size=16, patch_size=4, in_channels=3, num_classes=5, d_model=32, num_layers=2, num_heads=4, d_ff=64
+    )
     return ViTConfig(**{**fields, **overrides})
 
 
 def test_presets_are_registered():
-    assert set(BIG) | {"vit_nano_patch4_28", "vit_mnist_patch4_28", "vit_nano_patch4_32", "vit_cifar_patch4_32"} <= set(VIT_PRESETS)
+    assert (
+        set(BIG) | {"vit_nano_patch4_28", "vit_mnist_patch4_28", "vit_nano_patch4_32", "vit_cifar_patch4_32"}
+        <= set(VIT_PRESETS)
+    )
 
 
 @pytest.mark.parametrize("name", VIT_PRESETS)
@@ -49,7 +54,10 @@ def test_imagenet_presets_have_reference_parameter_counts(name, count):
 
 def test_defaults_are_vit_base_16():
     config = ViTConfig()
-    assert (config.image_size, config.patch_size, config.d_model, config.num_layers, config.num_heads, config.d_ff) == (224, 16, 768, 12, 12, 3072)
+    assert (
+        (config.image_size, config.patch_size, config.d_model, config.num_layers, config.num_heads, config.d_ff)
+        == (224, 16, 768, 12, 12, 3072)
+    )
     assert config.grid_size == 14 and config.num_prefix_tokens == 1 and config.image_mean == [0.5] * 3
 
 

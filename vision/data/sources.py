@@ -20,7 +20,11 @@ from .image_dataset import ImageClassificationDataset
 
 __all__ = ["open_image_dataset"]
 
-_SPLIT_DIRS = {"train": ("train",), "test": ("test", "val", "valid", "validation"), "val": ("val", "valid", "validation", "test")}
+_SPLIT_DIRS = {
+    "train": ("train",),
+    "test": ("test", "val", "valid", "validation"),
+    "val": ("val", "valid", "validation", "test"),
+}
 
 
 def open_image_dataset(
@@ -61,7 +65,9 @@ def open_image_dataset(
     if path.is_file() and path.suffix.lower() == ".csv":
         return CSVImageDataset(path, transform=transform, skip_bad=skip_bad, class_names=class_names)
     if not path.is_dir():
-        raise FileNotFoundError(f"dataset {source} not found: give 'embedded', a folder of images or IDX files, or a CSV file")
+        raise FileNotFoundError(
+            f"dataset {source} not found: give 'embedded', a folder of images or IDX files, or a CSV file"
+        )
     if find_idx_files(path, split) is not None:
         names = class_names if class_names is not None else _idx_class_names(path)
         return load_idx_folder(path, split, transform, names)
@@ -69,7 +75,9 @@ def open_image_dataset(
         if (path / name).is_dir():
             return ImageFolderDataset(path / name, transform, skip_bad, class_names=class_names)
         if (path / f"{name}.csv").is_file():
-            return CSVImageDataset(path / f"{name}.csv", transform=transform, skip_bad=skip_bad, class_names=class_names)
+            return CSVImageDataset(
+                path / f"{name}.csv", transform=transform, skip_bad=skip_bad, class_names=class_names
+            )
     return ImageFolderDataset(path, transform, skip_bad, class_names=class_names)
 
 

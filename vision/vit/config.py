@@ -47,7 +47,8 @@ class ViTConfig(ConfigBase):
     attention_dropout: float = 0.0  # dropout on attention weights
     drop_path: float = 0.0  # stochastic depth rate of the last layer (linear ramp from 0)
     layer_scale: float | None = None  # initial LayerScale value (CaiT); None = no layer scale
-    pos_antialias: bool = True  # resample positions with antialiased bicubic (timm); False = plain bicubic (Hugging Face)
+    pos_antialias: bool = True  # resample positions with antialiased bicubic (timm);
+    # False = plain bicubic (Hugging Face)
     backend: str = "sdpa"  # core attention backend spec, e.g. "sdpa", "eager", "chunked"
     image_mean: list[float] | None = None  # per-channel input normalisation mean; None = 0.5 for each channel
     image_std: list[float] | None = None  # per-channel input normalisation std; None = 0.5 for each channel
@@ -59,23 +60,36 @@ class ViTConfig(ConfigBase):
             require(isinstance(value, int) and value > 0, f"{name} must be a positive integer, got {value!r}")
         require(
             self.image_size % self.patch_size == 0,
-            f"patch_size={self.patch_size} must divide image_size={self.image_size}; pick a patch size that tiles the image",
+            f"patch_size={self.patch_size} must divide image_size={self.image_size}; "
+            "pick a patch size that tiles the image",
         )
         require(
             self.d_model % self.num_heads == 0,
             f"num_heads={self.num_heads} must divide d_model={self.d_model} (head dim = d_model / num_heads)",
         )
         require(self.num_classes >= 0, f"num_classes must be >= 0 (0 = no head), got {self.num_classes}")
-        require(self.activation in ACTIVATION_KINDS, f"activation must be one of {ACTIVATION_KINDS}, got {self.activation!r}")
+        require(
+            self.activation in ACTIVATION_KINDS,
+            f"activation must be one of {ACTIVATION_KINDS}, got {self.activation!r}",
+        )
         require(self.norm in NORM_KINDS, f"norm must be one of {NORM_KINDS}, got {self.norm!r}")
         require(self.norm_eps > 0, f"norm_eps must be positive, got {self.norm_eps}")
         require(self.pool in POOL_KINDS, f"pool must be one of {POOL_KINDS}, got {self.pool!r}")
-        require(self.pool != "cls" or self.class_token, "pool='cls' needs class_token=True; use pool='mean' without a class token")
+        require(
+            self.pool != "cls" or self.class_token,
+            "pool='cls' needs class_token=True; use pool='mean' without a class token",
+        )
         for name in ("dropout", "attention_dropout", "drop_path"):
             value = getattr(self, name)
             require(0.0 <= value < 1.0, f"{name} must be in [0, 1), got {value}")
-        require(self.layer_scale is None or self.layer_scale > 0, f"layer_scale must be positive or None, got {self.layer_scale}")
-        require(isinstance(self.backend, str) and bool(self.backend.strip()), "backend must name a core attention backend, e.g. 'sdpa'")
+        require(
+            self.layer_scale is None or self.layer_scale > 0,
+            f"layer_scale must be positive or None, got {self.layer_scale}",
+        )
+        require(
+            isinstance(self.backend, str) and bool(self.backend.strip()),
+            "backend must name a core attention backend, e.g. 'sdpa'",
+        )
         for name in ("image_mean", "image_std"):
             values = getattr(self, name)
             values = [0.5] * self.in_channels if values is None else list(values)
@@ -108,4 +122,6 @@ class ViTConfig(ConfigBase):
 
     def block_spec(self) -> BlockSpec:
         """The pre-norm encoder block of every layer."""
-        return block_spec_from(self, norm_first=True, qkv_bias=self.qkv_bias, max_len=self.num_prefix_tokens + self.grid_size**2)
+        return block_spec_from(
+            self, norm_first=True, qkv_bias=self.qkv_bias, max_len=self.num_prefix_tokens + self.grid_size**2
+        )

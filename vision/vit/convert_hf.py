@@ -25,17 +25,36 @@ from .config import ViTConfig
 
 __all__ = ["convert_hf_state_dict", "is_hf_vit_directory", "read_hf_vit", "vit_config_from_hf"]
 
-HF_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu", "silu": "silu", "swish": "silu"}
+HF_ACTIVATIONS = {
+    "gelu": "gelu",
+    "gelu_new": "gelu_tanh",
+    "gelu_pytorch_tanh": "gelu_tanh",
+    "relu": "relu",
+    "silu": "silu",
+    "swish": "silu",
+}
 
 # (pattern on the name without the "vit." prefix, our name); the first match wins.
 _RENAMES: list[tuple[str, str]] = [
     (r"^embeddings\.cls_token$", "cls_token"),
     (r"^embeddings\.position_embeddings$", "pos_embed.weight"),
     (r"^embeddings\.patch_embeddings\.projection\.", "patch_embed.proj."),
-    (r"^(?:encoder\.layer|layers)\.(\d+)\.attention\.(?:attention\.query|q_proj)\.", r"encoder.layers.\1.self_attn.q_proj."),
-    (r"^(?:encoder\.layer|layers)\.(\d+)\.attention\.(?:attention\.key|k_proj)\.", r"encoder.layers.\1.self_attn.k_proj."),
-    (r"^(?:encoder\.layer|layers)\.(\d+)\.attention\.(?:attention\.value|v_proj)\.", r"encoder.layers.\1.self_attn.v_proj."),
-    (r"^(?:encoder\.layer|layers)\.(\d+)\.attention\.(?:output\.dense|o_proj)\.", r"encoder.layers.\1.self_attn.out_proj."),
+    (
+        r"^(?:encoder\.layer|layers)\.(\d+)\.attention\.(?:attention\.query|q_proj)\.",
+        r"encoder.layers.\1.self_attn.q_proj.",
+    ),
+    (
+        r"^(?:encoder\.layer|layers)\.(\d+)\.attention\.(?:attention\.key|k_proj)\.",
+        r"encoder.layers.\1.self_attn.k_proj.",
+    ),
+    (
+        r"^(?:encoder\.layer|layers)\.(\d+)\.attention\.(?:attention\.value|v_proj)\.",
+        r"encoder.layers.\1.self_attn.v_proj.",
+    ),
+    (
+        r"^(?:encoder\.layer|layers)\.(\d+)\.attention\.(?:output\.dense|o_proj)\.",
+        r"encoder.layers.\1.self_attn.out_proj.",
+    ),
     (r"^(?:encoder\.layer|layers)\.(\d+)\.(?:intermediate\.dense|mlp\.fc1)\.", r"encoder.layers.\1.feed_forward.fc1."),
     (r"^(?:encoder\.layer|layers)\.(\d+)\.(?:output\.dense|mlp\.fc2)\.", r"encoder.layers.\1.feed_forward.fc2."),
     (r"^(?:encoder\.layer|layers)\.(\d+)\.layernorm_before\.", r"encoder.layers.\1.self_attn_norm."),

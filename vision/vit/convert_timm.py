@@ -62,15 +62,20 @@ def vit_config_from_timm(name: str, state: dict[str, Tensor]) -> ViTConfig:
     if match is None or match["size"] not in TIMM_VIT_SIZES:
         raise ValueError(
             f"unsupported timm model name {name!r}; expected vit_<size>_patch<P>_<image size> with size one of "
-            f"{sorted(TIMM_VIT_SIZES)}, e.g. 'vit_tiny_patch16_224' (variants with registers, gap or clip are not supported)"
+            f"{sorted(TIMM_VIT_SIZES)}, e.g. 'vit_tiny_patch16_224' "
+            "(variants with registers, gap or clip are not supported)"
         )
     for unsupported in ("reg_token", "attn.q_norm.weight", "norm_pre.weight"):
         if any(key.endswith(unsupported) for key in state):
-            raise ValueError(f"timm weights for {name!r} contain {unsupported!r}, which polyformer's ViT does not implement")
+            raise ValueError(
+                f"timm weights for {name!r} contain {unsupported!r}, which polyformer's ViT does not implement"
+            )
     dim, depth, heads = TIMM_VIT_SIZES[match["size"]]
     patch, image = int(match["patch"]), int(match["image"])
     if "patch_embed.proj.weight" not in state:
-        raise ValueError(f"timm weights for {name!r} have no 'patch_embed.proj.weight'; is this a VisionTransformer state dict?")
+        raise ValueError(
+            f"timm weights for {name!r} have no 'patch_embed.proj.weight'; is this a VisionTransformer state dict?"
+        )
     proj = state["patch_embed.proj.weight"]  # (D, C, P, P)
     found_depth = len({k.split(".")[1] for k in state if k.startswith("blocks.")})
     if tuple(proj.shape[::2]) != (dim, patch) or found_depth != depth:

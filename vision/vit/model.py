@@ -56,7 +56,8 @@ class PatchEmbedding(nn.Module):
             raise ValueError(f"ViT was configured for {self.in_channels}-channel images, got {channels} channels")
         if height % self.patch_size or width % self.patch_size:
             raise ValueError(
-                f"image size {height}x{width} is not a multiple of the patch size {self.patch_size}; resize or crop the images"
+                f"image size {height}x{width} is not a multiple of the patch size {self.patch_size}; "
+                "resize or crop the images"
             )
         x = self.proj(images)  # (B, D, Gh, Gw)
         grid = (x.shape[-2], x.shape[-1])
@@ -137,12 +138,16 @@ class ViT(PretrainedModel):
             positions = resample_positions_plain_bicubic(self.pos_embed.weight, grid, self.config.num_prefix_tokens)
         return self.pos_drop(x + positions)
 
-    def encode(self, images: Tensor, output_hidden_states: bool = False, output_attentions: bool = False) -> StackOutput:
+    def encode(
+        self, images: Tensor, output_hidden_states: bool = False, output_attentions: bool = False
+    ) -> StackOutput:
         """Run the encoder; per-layer hidden states (B, T, D) and attention weights (B, H, T, T) on request.
 
         ``last_hidden_state`` is normed by the final norm when ``pool == "cls"``.
         """
-        out = self.encoder(self.embed(images), output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+        out = self.encoder(
+            self.embed(images), output_hidden_states=output_hidden_states, output_attentions=output_attentions
+        )
         if self.config.pool == "cls":
             out.last_hidden_state = self.norm(out.last_hidden_state)
         return out

@@ -18,7 +18,7 @@ S source length, Dh head dim.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -126,7 +126,6 @@ class KVCache:
     memory_mask: Tensor | None = None
     key_positions: Tensor | None = None
     length: int = 0
-    extra: dict[str, Tensor] = field(default_factory=dict)
 
     @classmethod
     def empty(cls, num_layers: int, memory: Tensor | None = None, memory_mask: Tensor | None = None) -> KVCache:
@@ -162,7 +161,6 @@ class KVCache:
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, value.index_select(0, index))
-        self.extra = {name: value.index_select(0, index) for name, value in self.extra.items()}
 
 
 def positions_from_mask(token_mask: Tensor | None, length: int, start: Tensor | None, device: torch.device) -> Tensor:

@@ -31,6 +31,7 @@ __all__ = [
     "read_state_dict",
     "rename_by_rules",
     "unique_state_dict",
+    "write_model_files",
 ]
 
 CONFIG_NAME = "config.json"
@@ -83,6 +84,15 @@ def unique_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     return unique
 
 
+def write_model_files(directory: str | Path, state: dict[str, torch.Tensor], config: ConfigBase | None = None) -> Path:
+    """Write ``model.safetensors`` (tied copies once) and, if given, ``config.json`` into ``directory`` atomically."""
+    with atomic_directory(directory) as tmp:
+        if config is not None:
+            config.save(tmp / CONFIG_NAME)
+        save_file(unique_state_dict(state), str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+    return Path(directory)
+
+
 _NO_DECAY_MODULES = (nn.Embedding, LearnedPositionalEmbedding, LearnedPositionalEmbedding2D)
 
 
@@ -103,11 +113,7 @@ class PretrainedModel(nn.Module):
             state: the weights to write instead of ``self.state_dict()``, e.g. a full state dict
                 gathered from FSDP shards; tied copies are dropped either way.
         """
-        state = self.state_dict() if state is None else state
-        with atomic_directory(directory) as tmp:
-            self.config.save(tmp / CONFIG_NAME)
-            save_file(unique_state_dict(state), str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
-        return Path(directory)
+        return write_model_files(directory, self.state_dict() if state is None else state, self.config)
 
     def no_weight_decay(self) -> set[str]:
         """Names of parameters that AdamW should not decay (as timm's ``no_weight_decay()``).

@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
-from polyformer.core.pretrained import CONFIG_NAME, WEIGHTS_NAME, PretrainedModel, atomic_directory, unique_state_dict
+from polyformer.core.pretrained import WEIGHTS_NAME, PretrainedModel, atomic_directory, write_model_files
 
 __all__ = [
     "TRAINING_STATE_NAME",
@@ -58,12 +58,9 @@ def write_model_directory(model: nn.Module, directory: Path, full_state: dict[st
     """
     if isinstance(model, PretrainedModel):
         return model.save_pretrained(directory, state=full_state)
+    config = getattr(model, "config", None)
     state = full_state if full_state is not None else model.state_dict()
-    with atomic_directory(directory) as tmp:
-        if hasattr(model, "config") and hasattr(model.config, "save"):
-            model.config.save(tmp / CONFIG_NAME)
-        save_file(unique_state_dict(state), str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
-    return Path(directory)
+    return write_model_files(directory, state, config if hasattr(config, "save") else None)
 
 
 def write_checkpoint(

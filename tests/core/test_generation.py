@@ -2,33 +2,18 @@
 
 import pytest
 import torch
+from fake_decoders import LastTokenModel
 
 from polyformer.core import create_model, generate, top_k_top_p_filter
 
 EOS, PAD = 2, 0
 
 
-class TableModel:
-    """A fake decoder whose next-token distribution depends on the last token only.
-
-    ``table[last]`` is the probability vector after ``last``; the cache records the history
-    and must be reordered like a real KV cache.
-    """
+class TableModel(LastTokenModel):
+    """``table[last]`` is the probability vector after ``last``."""
 
     def __init__(self, table):
-        self.table = torch.tensor(table).log()
-
-    class Cache:
-        def __init__(self):
-            self.history = None
-
-        def reorder(self, index):
-            if self.history is not None:
-                self.history = self.history.index_select(0, index)
-
-    def step(self, tokens, cache, token_mask=None):
-        cache.history = tokens if cache.history is None else torch.cat([cache.history, tokens], 1)
-        return self.table[tokens]
+        super().__init__(torch.tensor(table).log())
 
 
 def _trap_table():

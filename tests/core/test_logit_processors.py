@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from fake_decoders import LastTokenModel
 
 from polyformer.core import create_model
 from polyformer.core.generation import beam_search, generate, greedy_search, sample
@@ -26,30 +27,15 @@ def _gen(rows):
     return torch.tensor(rows, dtype=torch.long).view(len(rows), -1)
 
 
-class PrefModel:
-    """A fake decoder: the next-token logits depend on the last token only (``table[last]``).
-
-    The cache keeps every row's history and is reordered like a KV cache, so a wrong
-    ``reorder`` in beam search shows up as a history that does not match the hypothesis.
-    """
+class PrefModel(LastTokenModel):
+    """After token ``last``, the tokens of ``prefs[last]`` are preferred in that order."""
 
     def __init__(self, prefs, vocab=V):
-        self.table = torch.zeros(vocab, vocab)
+        table = torch.zeros(vocab, vocab)
         for last, order in prefs.items():
             for rank, token in enumerate(order):
-                self.table[last, token] = 10.0 - rank
-
-    class Cache:
-        def __init__(self):
-            self.history = None
-
-        def reorder(self, index):
-            if self.history is not None:
-                self.history = self.history.index_select(0, index)
-
-    def step(self, tokens, cache, token_mask=None):
-        cache.history = tokens if cache.history is None else torch.cat([cache.history, tokens], 1)
-        return self.table[tokens]
+                table[last, token] = 10.0 - rank
+        super().__init__(table)
 
 
 def _run(strategy, model, prompt=None, **options):

@@ -21,10 +21,9 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
+from polyformer.benchmarks.timing import fastest, prepare
 from polyformer.core import eager_attention
 from polyformer.core.backends.sdpa import SDPAttention
-
-from timing import fastest, prepare
 
 
 def backward(fn, qkv: tuple[torch.Tensor, ...]) -> None:

@@ -18,9 +18,8 @@ from torch import nn
 from transformers import BertConfig
 from transformers.models.bert.modeling_bert import BertLayer
 
+from polyformer.benchmarks.timing import fastest, prepare
 from polyformer.core import MLP, EncoderLayer, MultiHeadAttention
-
-from timing import fastest, prepare
 
 
 def build_layers(dim: int, heads: int, ff: int) -> dict[str, nn.Module]:

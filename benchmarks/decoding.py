@@ -20,9 +20,8 @@ from functools import partial
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from polyformer.benchmarks.timing import fastest, prepare
 from polyformer.core import DecoderOnlyTransformer, KVCache, LayerKVCache, TransformerConfig, greedy_search
-
-from timing import fastest, prepare
 
 
 class ConcatLayerKVCache(LayerKVCache):

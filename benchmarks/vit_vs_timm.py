@@ -27,9 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from polyformer.benchmarks.timing import fastest, prepare
 from polyformer.vision.vit import ViT, convert_timm_state_dict, vit_config_from_timm
-
-from timing import fastest, prepare
 
 NAME = "vit_tiny_patch16_224"
 

@@ -11,7 +11,7 @@ import contextlib
 
 import torch
 
-from polyformer.apps.hardware import bf16_is_fast
+from polyformer.apps.engine.hardware import bf16_is_fast
 
 __all__ = ["autocast", "resolve_precision"]
 

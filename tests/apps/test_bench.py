@@ -6,14 +6,14 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from polyformer.apps.bench_attention import (
+from polyformer.apps.cli import main
+from polyformer.benchmarks.attention_backends import (
     Measurement,
     fit_exponent,
     overtakes,
     parse_backend_list,
     peak_allocated_bytes,
 )
-from polyformer.apps.cli import main
 
 
 def test_bench_attention_writes_table_json_and_plot(tmp_path):

@@ -22,8 +22,8 @@ from polyformer.apps.engine import (
     warmup_cosine_factor,
     write_model_directory,
 )
+from polyformer.apps.engine.hardware import bf16_is_fast
 from polyformer.apps.engine.optim import train_step
-from polyformer.apps.hardware import bf16_is_fast
 from polyformer.core import LearnedPositionalEmbedding, PretrainedModel
 
 

@@ -8,8 +8,8 @@ from click.testing import CliRunner
 from PIL import Image
 from safetensors.torch import load_file
 
-from polyformer.apps import cli_vision
 from polyformer.apps.cli import main
+from polyformer.apps.cli import vision as cli_vision  # the module
 from polyformer.apps.recipes.toml_config import apply_overrides, parse_override
 from polyformer.apps.recipes.vision_classification import load_recipe
 

@@ -11,7 +11,7 @@ from polyformer.apps.pipelines import SHIPPED_CHECKPOINTS, pipeline
 from polyformer.apps.recipes.vision_classification import evaluate_classifier, open_eval_dataset
 from polyformer.vision.data import load_embedded_fashion_mnist
 
-__all__ = ["run_vision_demo"]
+__all__ = ["run", "run_vision_demo"]
 
 SHOWN_IMAGES = (0, 201, 402, 603, 804, 1005, 1206, 1407)  # a spread of embedded test images
 
@@ -47,3 +47,8 @@ def run_vision_demo(echo: Callable[[str], None]) -> float:
         f"({time.perf_counter() - start:.1f}s)"
     )
     return report["accuracy"]
+
+
+def run(echo: Callable[[str], None]) -> None:
+    """The demo as ``polyformer demo`` runs it."""
+    run_vision_demo(echo)

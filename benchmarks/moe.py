@@ -1,4 +1,4 @@
-"""``polyformer bench moe``: dense feed-forward vs Mixture-of-Experts on a small causal LM.
+"""Dense feed-forward vs Mixture-of-Experts on a small causal LM.
 
 Both models are the same character-level :class:`~polyformer.core.DecoderOnlyTransformer`
 trained on the embedded Shakespeare text (:func:`polyformer.text.corpus.load_corpus`) with the
@@ -17,11 +17,8 @@ Shape legend: B batch, T tokens, V vocabulary.
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 
-import click
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -31,7 +28,7 @@ from polyformer.core import DecoderOnlyTransformer, TransformerConfig
 from polyformer.core.moe import MoEFeedForward, apply_moe, collect_aux_loss, moe_stats
 from polyformer.text.corpus import load_corpus, split_corpus
 
-__all__ = ["CharCodec", "moe_command", "run_moe_benchmark"]
+__all__ = ["CharCodec", "run_moe_benchmark"]
 
 SPECIALS = 3  # ids 0, 1, 2 are pad, bos and eos (TransformerConfig defaults)
 
@@ -174,43 +171,3 @@ def _format(name: str, row: dict) -> str:
             f"utilisation per layer {row['expert_utilisation']}"
         )
     return line
-
-
-@click.command("moe")
-@click.option("--steps", default=1000, show_default=True, help="Training steps for each model.")
-@click.option("--batch-size", default=16, show_default=True)
-@click.option("--seq-len", default=64, show_default=True)
-@click.option("--d-model", default=128, show_default=True)
-@click.option("--heads", default=4, show_default=True)
-@click.option("--layers", default=2, show_default=True)
-@click.option("--d-ff", default=512, show_default=True, help="Dense inner width (each expert gets d_ff / top_k).")
-@click.option("--experts", default=4, show_default=True)
-@click.option("--top-k", default=1, show_default=True, type=click.IntRange(1))
-@click.option(
-    "--capacity-factor", default=1.25, show_default=True, help="Expert capacity factor; 0 = never drop tokens."
-)
-@click.option("--every", default=1, show_default=True, type=click.IntRange(1), help="MoE in every N-th layer.")
-@click.option("--lr", default=2e-3, show_default=True)
-@click.option("--eval-batches", default=20, show_default=True)
-@click.option("--seed", default=0, show_default=True)
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the results as JSON.")
-def moe_command(json_path: Path | None, **settings) -> None:
-    """Dense feed-forward vs Mixture-of-Experts on a small character LM (same active parameters)."""
-    if settings["top_k"] > settings["experts"]:
-        raise click.BadParameter(f"--top-k={settings['top_k']} cannot exceed --experts={settings['experts']}")
-    if settings["d_model"] % settings["heads"]:
-        raise click.BadParameter(f"--heads={settings['heads']} must divide --d-model={settings['d_model']}")
-    for name in ("steps", "batch_size", "seq_len", "d_ff", "eval_batches"):
-        if settings[name] < 1:
-            raise click.BadParameter(f"--{name.replace('_', '-')} must be >= 1")
-    settings["capacity_factor"] = settings["capacity_factor"] or None
-    click.echo(
-        f"char LM: {settings['layers']} layers, width {settings['d_model']}, {settings['steps']} steps of "
-        f"{settings['batch_size']}x{settings['seq_len']} tokens, {torch.get_num_threads()} threads"
-    )
-    results = run_moe_benchmark(settings, log=click.echo)
-    if json_path:
-        tmp = json_path.with_name(f".{json_path.name}.tmp")
-        tmp.write_text(json.dumps({"settings": settings, "results": results}, indent=2) + "\n")
-        tmp.replace(json_path)
-        click.echo(f"wrote {json_path}")

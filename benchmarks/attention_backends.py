@@ -1,4 +1,4 @@
-"""``polyformer bench attention``: time, peak memory and error of attention backends vs length.
+"""Time, peak memory and error of attention backends against sequence length (``polyformer bench attention``).
 
 For every backend and sequence length the command runs one (B=1, H, n, Dh) self-attention
 call on random fp32 inputs and reports:
@@ -23,31 +23,36 @@ Shape legend: B batch, H heads, n sequence length, Dh head dim.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # silence the profiler's "no GPU" notice
 
-import click  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
-from polyformer.core import create_attention_backend, list_attention_backends, parse_backend_spec  # noqa: E402
+from polyformer.core import create_attention_backend, parse_backend_spec  # noqa: E402
 
 __all__ = [
+    "DEFAULT_BACKENDS",
+    "SWEEP_SCALES",
     "Measurement",
-    "attention_command",
+    "atomic_write",
+    "available_memory_bytes",
+    "format_summary",
     "fit_exponent",
     "overtakes",
     "parse_backend_list",
     "peak_allocated_bytes",
+    "performer_feature_errors",
     "run_benchmark",
+    "save_plot",
+    "summarise",
 ]
 
 DEFAULT_BACKENDS = "eager,sdpa,chunked,linformer,performer,local:256,block_sparse"
@@ -286,7 +291,7 @@ def _format_row(row: Measurement) -> str:
     )
 
 
-def _format_summary(summary: dict[str, dict], fit_from: int) -> list[str]:
+def format_summary(summary: dict[str, dict], fit_from: int) -> list[str]:
     lines = [f"{'backend':<22} {'time exp':>9} {'mem exp':>8}  faster than sdpa (fits from n={fit_from})"]
     for spec, info in summary.items():
         te, me, over = info["time_exponent"], info["memory_exponent"], info["faster_than_sdpa_from"]
@@ -297,7 +302,7 @@ def _format_summary(summary: dict[str, dict], fit_from: int) -> list[str]:
     return lines
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
     """Write through a temporary name and rename, so no half-written file is left."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{path.suffix}")
     try:
@@ -329,118 +334,5 @@ def save_plot(rows: list[Measurement], path: Path, title: str) -> None:
     ax_t.legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    _atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
     plt.close(fig)
-
-
-def _int_list(text: str, what: str) -> list[int]:
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise click.BadParameter(f"{what} must be comma-separated integers, got {text!r}") from None
-    if any(value < 1 for value in values):
-        raise click.BadParameter(f"{what} must be positive, got {text!r}")
-    return values
-
-
-@click.command("attention")
-@click.option("--backends", default=DEFAULT_BACKENDS, show_default=True, help="Comma-separated backend specs.")
-@click.option("--seq", "seq_text", default="512,1024,2048,4096,8192,16384", show_default=True, help="Sequence lengths.")
-@click.option("--dim", default=256, show_default=True, help="Model width D (split over the heads).")
-@click.option("--heads", default=4, show_default=True, help="Attention heads H.")
-@click.option(
-    "--causal", is_flag=True, help="Causal self-attention (backends that cannot do it are reported unsupported)."
-)
-@click.option("--backward", is_flag=True, help="Time forward + backward instead of forward only.")
-@click.option("--repeats", default=3, show_default=True, help="Timed calls per case (median reported).")
-@click.option("--fit-from", default=2048, show_default=True, help="Fit the scaling exponents from this length up.")
-@click.option(
-    "--max-memory", type=float, default=None, help="Memory limit in GiB (default: half of the available memory)."
-)
-@click.option(
-    "--features-sweep",
-    default="64,128,256",
-    show_default=True,
-    help="Performer feature counts for the error sweep ('' to skip).",
-)
-@click.option("--sweep-len", default=1024, show_default=True, help="Sequence length of the Performer error sweep.")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write all results as JSON.")
-@click.option(
-    "--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a time/memory plot (PNG)."
-)
-def attention_command(
-    backends,
-    seq_text,
-    dim,
-    heads,
-    causal,
-    backward,
-    repeats,
-    fit_from,
-    max_memory,
-    features_sweep,
-    sweep_len,
-    seed,
-    json_path,
-    plot_path,
-) -> None:
-    """Time, peak memory and error of attention backends against sequence length."""
-    try:
-        specs = parse_backend_list(backends)
-    except ValueError as err:
-        raise click.BadParameter(
-            f"{err} (registered: {', '.join(list_attention_backends())})", param_hint="--backends"
-        ) from None
-    lengths = _int_list(seq_text, "--seq")
-    if heads < 1 or dim % heads:
-        raise click.BadParameter(f"--heads={heads} must be positive and divide --dim={dim}")
-    if repeats < 1:
-        raise click.BadParameter("--repeats must be >= 1")
-    limit = int((max_memory * 2**30) if max_memory else available_memory_bytes() * 0.5)
-    settings = dict(
-        heads=heads,
-        head_dim=dim // heads,
-        causal=causal,
-        backward=backward,
-        repeats=repeats,
-        seed=seed,
-        memory_limit=limit,
-        slow_call_s=20.0,
-    )
-    mode = ("causal" if causal else "bidirectional") + (", forward+backward" if backward else ", forward")
-    title = f"attention B=1, H={heads}, D={dim}, fp32, {mode}, {torch.get_num_threads()} threads"
-    click.echo(title + f"; memory limit {limit / 2**30:.1f} GiB")
-    click.echo(f"{'backend':<22} {'n':>7} {'time ms':>11} {'peak MiB':>11} {'rel err':>10}")
-    rows = run_benchmark(specs, lengths, settings, log=click.echo)
-    summary = summarise(rows, fit_from)
-    click.echo("")
-    for line in _format_summary(summary, fit_from):
-        click.echo(line)
-    sweep = {}
-    if features_sweep.strip():
-        features = _int_list(features_sweep, "--features-sweep")
-        sweep = performer_feature_errors(features, SWEEP_SCALES, sweep_len, heads, dim // heads, causal, seed)
-        click.echo(
-            f"\nperformer relative error vs exact at n={sweep_len}, q,k ~ N(0, scale^2) (mean of 3 feature draws):"
-        )
-        click.echo(f"{'scale':>8} " + " ".join(f"{'m=' + str(m):>9}" for m in features))
-        for scale, row in sweep.items():
-            click.echo(f"{scale:>8} " + " ".join(f"{row[str(m)]:>9.3f}" for m in features))
-    if json_path:
-        data = {
-            "settings": {
-                **settings,
-                "dim": dim,
-                "backends": specs,
-                "lengths": lengths,
-                "threads": torch.get_num_threads(),
-                "torch": torch.__version__,
-            }
-        }
-        data |= {"results": [asdict(r) for r in rows], "summary": summary, "performer_feature_errors": sweep}
-        _atomic_write(json_path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
-        click.echo(f"wrote {json_path}")
-    if plot_path:
-        save_plot(rows, plot_path, title)
-        click.echo(f"wrote {plot_path}")

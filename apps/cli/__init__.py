@@ -1,0 +1,34 @@
+"""The ``polyformer`` command line: one module per command group.
+
+- :mod:`.vision`: ``polyformer vision train|eval|predict``
+- :mod:`.bench`: ``polyformer bench attention|moe`` (measurements in ``benchmarks/``)
+- :mod:`.info`: ``polyformer info``
+- :mod:`.demo`: ``polyformer demo`` (the domains' demos are in :mod:`polyformer.apps.demos`)
+
+A new domain adds ``apps/cli/<domain>.py`` with its group and registers it below. Command
+modules only parse options and print; the work is in recipes, pipelines and the engine.
+"""
+
+from __future__ import annotations
+
+import click
+
+from polyformer.apps import __version__
+
+# Aliased so that ``polyformer.apps.cli.vision`` etc. stay the modules, not their groups.
+from .bench import bench as bench_group
+from .demo import demo as demo_command
+from .info import info as info_command
+from .vision import vision as vision_group
+
+__all__ = ["main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="polyformer")
+def main() -> None:
+    """polyformer: from-scratch transformers for images, audio, DNA and text."""
+
+
+for command in (vision_group, bench_group, info_command, demo_command):
+    main.add_command(command)

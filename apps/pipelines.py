@@ -24,33 +24,55 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from polyformer.apps.engine import autocast, logits_of, resolve_precision
+from polyformer.apps.engine import autocast, holds_run, logits_of, resolve_precision
+from polyformer.core.pretrained import CONFIG_NAME, WEIGHTS_NAME
 from polyformer.vision.data import build_eval_transform, image_from_pil, read_image
 from polyformer.vision.vit import ViT
 
-__all__ = ["SHIPPED_CHECKPOINTS", "ImageClassificationPipeline", "pipeline", "resolve_model_dir"]
+__all__ = ["SHIPPED_CHECKPOINTS", "ImageClassificationPipeline", "find_model", "pipeline", "resolve_model_dir"]
 
 SHIPPED_CHECKPOINTS = {"vit_fashion_mnist": Path(__file__).resolve().parent / "checkpoints" / "vit_fashion_mnist"}
 DEFAULT_MODELS = {"image-classification": "vit_fashion_mnist"}
 
 
-def resolve_model_dir(model: str | Path | None, task: str = "image-classification") -> Path:
-    """A model directory: ``model`` itself, a shipped checkpoint's name, or the task's default.
+def find_model(model: str | Path | None, task: str = "image-classification") -> tuple[Path, str]:
+    """The model directory ``model`` names, and a line saying which model that is.
+
+    ``model`` is a model directory (``config.json`` + ``model.safetensors``), its
+    ``model.safetensors`` or ``config.json`` file, a training checkpoint, a training run
+    directory (its ``best_model/`` when the run kept one, else its final ``model/``), a shipped
+    checkpoint's name, or None for the task's shipped default.
 
     Raises:
-        FileNotFoundError: not a directory with ``config.json``.
+        FileNotFoundError: nothing loadable at ``model``.
     """
     if model is None:
         model = DEFAULT_MODELS[task]
-    path = SHIPPED_CHECKPOINTS.get(str(model), Path(model))
-    if (path / "model").is_dir() and not (path / "config.json").is_file():
-        path = path / "model"  # a training run directory: its final model
-    if not (path / "config.json").is_file():
+    if str(model) in SHIPPED_CHECKPOINTS:
+        return SHIPPED_CHECKPOINTS[str(model)], f"model: shipped checkpoint {model}"
+    path = Path(model)
+    if path.is_file() and path.name in (WEIGHTS_NAME, CONFIG_NAME):
+        path = path.parent
+    note = f"model: {path}"
+    if not (path / CONFIG_NAME).is_file():
+        for name, what in (("best_model", "best model"), ("model", "final model")):
+            if (path / name / CONFIG_NAME).is_file():
+                path, note = path / name, f"model: the {what} of run {path} ({path / name})"
+                break
+    elif path.name in ("best_model", "model") and holds_run(path.parent):
+        what = "best model" if path.name == "best_model" else "final model"
+        note = f"model: the {what} of run {path.parent} ({path})"
+    if not (path / CONFIG_NAME).is_file() or not (path / WEIGHTS_NAME).is_file():
         raise FileNotFoundError(
-            f"model {model} not found: give a model directory (config.json + model.safetensors), "
-            f"a training run directory, or one of {sorted(SHIPPED_CHECKPOINTS)}"
+            f"model {model} not found: give a model directory ({CONFIG_NAME} + {WEIGHTS_NAME}) or its "
+            f"{WEIGHTS_NAME}, a training run directory, or a shipped model: {', '.join(sorted(SHIPPED_CHECKPOINTS))}"
         )
-    return path
+    return path, note
+
+
+def resolve_model_dir(model: str | Path | None, task: str = "image-classification") -> Path:
+    """The model directory of :func:`find_model` (without the note)."""
+    return find_model(model, task)[0]
 
 
 class ImageClassificationPipeline:

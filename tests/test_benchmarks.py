@@ -47,3 +47,17 @@ def test_decoding_prints_both_batches():
     rows = [row for row in rows if len(row) == 6 and row[0].isdigit()]
     assert [row[0] for row in rows] == ["1", "2"]
     assert all(float(value) > 0 for row in rows for value in row[1:])
+
+
+def test_ddp_precision_prints_every_comparison():
+    out = run_script("ddp_precision.py", "--steps", "3", "--curve", "1", "--images", "64", "--batch", "32")
+    rows = [row.split() for row in out.splitlines() if row.startswith(("fp32 ", "bf16 "))]
+    rows = {(row[0], row[1]): [float(value) for value in row[2:]] for row in rows if len(row) == 6}
+    assert set(rows) == {
+        ("fp32", "ddp2"), ("fp32", "accum2"), ("fp32", "ddp2-vs-accum2"),
+        ("bf16", "ddp2"), ("bf16", "accum2"), ("bf16", "ddp2-vs-accum2"), ("bf16", "repeat"), ("bf16", "vs-fp32"),
+    }  # fmt: skip
+    fp32 = [values[:2] + values[3:] for (precision, _), values in rows.items() if precision == "fp32"]
+    assert all(value < 1e-4 for values in fp32 for value in values)  # max |dw| after steps 1 and 3, rel-L2
+    assert rows["bf16", "repeat"] == [0.0] * 4  # one process in bf16 is deterministic
+    assert "DDP buckets torch.float32" in out

@@ -12,11 +12,38 @@ from typing import Any
 
 import click
 
-from polyformer.apps.engine import NonFiniteLossError, launch_with_torchrun, shutdown_distributed, under_torchrun
+from polyformer.apps.engine import (
+    NonFiniteLossError,
+    TrainingInterrupted,
+    launch_with_torchrun,
+    shutdown_distributed,
+    under_torchrun,
+)
 
 DEFAULT_CONFIGS = {"embedded": "fashion_mnist_embedded", "fashion-mnist": "fashion_mnist_full"}
 FALLBACK_CONFIG = "image_folder"
 USER_ERRORS = (ValueError, FileNotFoundError, NonFiniteLossError)
+SHIPPED_MODEL = "vit_fashion_mnist"
+MODEL_HELP = (
+    "Model directory, its model.safetensors, a training run directory (its best model) or a checkpoint; "
+    f"`{SHIPPED_MODEL}` is the shipped Fashion-MNIST ViT."
+)
+
+
+def _require_model(model_dir: str | None) -> str:
+    if model_dir is None:
+        raise click.UsageError(
+            f"--model is required: give your trained model (a run directory or model directory), "
+            f"or --model {SHIPPED_MODEL} for the shipped Fashion-MNIST demo model"
+        )
+    return model_dir
+
+
+def _check_output_file(path: str) -> None:
+    """An output file's directory must exist (nothing is created silently)."""
+    parent = Path(path).parent
+    if not parent.is_dir():
+        raise click.BadParameter(f"directory {parent} does not exist; create it first", param_hint="output path")
 
 
 @click.group()
@@ -46,6 +73,8 @@ def _apply_options(recipe, data: str, options: dict[str, Any]):
         "out_dir": options["out_dir"], "batch_size": options["batch_size"], "lr": options["lr"],
         "resume": options["resume"], "precision": options["precision"],
     }  # fmt: skip
+    if options["overwrite"]:
+        changes["overwrite"] = True
     if options["epochs"] is not None:
         changes.update(epochs=options["epochs"], max_steps=None)
     if options["max_steps"] is not None:
@@ -77,11 +106,16 @@ def _apply_options(recipe, data: str, options: dict[str, Any]):
     "--resume", type=click.Path(exists=True, file_okay=False), help="Continue from a checkpoint or run directory."
 )
 @click.option(
-    "--nproc", type=int, default=1, show_default=True, help="Processes on this machine (runs torchrun for you)."
+    "--nproc",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes on this machine (runs torchrun for you).",
 )
+@click.option("--overwrite", is_flag=True, help="Replace the run already in --out (its run files are deleted).")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), help="Numeric precision [config default].")
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable images (counted) instead of stopping.")
-@click.option("--quiet", is_flag=True, help="No progress output.")
+@click.option("--quiet", is_flag=True, help="No summary or progress output; the final result line stays.")
 def train(data: str, overrides: tuple[str, ...], config_name: str | None, nproc: int, **options: Any) -> None:
     """Train a ViT on DATA: `embedded`, `fashion-mnist`, an image folder, an IDX folder or a CSV file.
 
@@ -98,6 +132,9 @@ def train(data: str, overrides: tuple[str, ...], config_name: str | None, nproc:
     try:
         recipe = _apply_options(load_recipe(name, overrides), data, options)
         train_vision_classifier(recipe, echo=click.echo)
+    except TrainingInterrupted as stop:
+        click.echo(str(stop), err=True)
+        raise SystemExit(stop.exit_code) from None
     except USER_ERRORS as err:
         raise click.ClickException(str(err)) from err
     finally:
@@ -106,9 +143,7 @@ def train(data: str, overrides: tuple[str, ...], config_name: str | None, nproc:
 
 @vision.command("eval")
 @click.argument("data", default="embedded")
-@click.option(
-    "--model", "model_dir", help="Model, checkpoint or run directory [default: the shipped Fashion-MNIST ViT]."
-)
+@click.option("--model", "model_dir", help=MODEL_HELP)
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "test", "val"]))
 @click.option("--batch-size", default=256, show_default=True, type=int)
 @click.option("--precision", default="fp32", show_default=True, type=click.Choice(["auto", "fp32", "bf16"]))
@@ -126,7 +161,7 @@ def evaluate(
     as_json: bool,
 ) -> None:
     """Accuracy, per-class accuracy and a confusion-matrix PNG of a model on DATA [default: embedded]."""
-    from polyformer.apps.pipelines import resolve_model_dir
+    from polyformer.apps.pipelines import find_model
     from polyformer.apps.recipes.vision_classification import (
         evaluate_classifier,
         open_eval_dataset,
@@ -134,41 +169,48 @@ def evaluate(
     )
     from polyformer.vision.vit import ViT
 
+    model_dir = _require_model(model_dir)
+    _check_output_file(confusion_png)
     try:
-        model = ViT.from_pretrained(resolve_model_dir(model_dir))
+        path, note = find_model(model_dir)
+        model = ViT.from_pretrained(path)
         dataset = open_eval_dataset(model, data, split, skip_bad)
         report = evaluate_classifier(model, dataset, batch_size, precision)
     except USER_ERRORS as err:
         raise click.ClickException(str(err)) from err
     report["skipped"] = getattr(dataset, "num_skipped", 0)
     report["confusion_png"] = str(plot_confusion_matrix(report["confusion_matrix"], report["classes"], confusion_png))
+    report["model"] = str(path)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
+    click.echo(note)
     click.echo(
         f"accuracy {report['accuracy']:.2%} on {report['images']} images ({data}, {split}); loss {report['loss']:.4f}"
     )
     for name, accuracy in report["per_class_accuracy"].items():
         click.echo(f"  {name:<20} {accuracy:.2%}")
     if report["skipped"]:
-        click.echo(f"skipped {report['skipped']} unreadable images")
+        names = [name for name, _ in getattr(dataset, "skipped", [])[:3]]
+        more = ", ..." if report["skipped"] > len(names) else ""
+        click.echo(f"skipped {report['skipped']} unreadable images: {', '.join(names)}{more}")
     click.echo(f"confusion matrix: {report['confusion_png']}")
 
 
 @vision.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option(
-    "--model", "model_dir", help="Model, checkpoint or run directory [default: the shipped Fashion-MNIST ViT]."
-)
+@click.option("--model", "model_dir", help=MODEL_HELP)
 @click.option("--top-k", default=3, show_default=True, type=int)
 @click.option("--batch-size", default=32, show_default=True, type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: one object per image.")
 def predict(images: tuple[str, ...], model_dir: str | None, top_k: int, batch_size: int, as_json: bool) -> None:
     """Top-k labels with probabilities for each IMAGE."""
-    from polyformer.apps.pipelines import pipeline
+    from polyformer.apps.pipelines import find_model, pipeline
 
+    model_dir = _require_model(model_dir)
     try:
-        classify = pipeline("image-classification", model=model_dir, top_k=top_k, batch_size=batch_size)
+        path, note = find_model(model_dir)
+        classify = pipeline("image-classification", model=path, top_k=top_k, batch_size=batch_size)
         results = classify(list(images))
     except (*USER_ERRORS, TypeError) as err:
         raise click.ClickException(str(err)) from err
@@ -177,5 +219,6 @@ def predict(images: tuple[str, ...], model_dir: str | None, top_k: int, batch_si
             json.dumps([{"image": path, "predictions": found} for path, found in zip(images, results)], indent=2)
         )
         return
+    click.echo(note)
     for path, found in zip(images, results):
         click.echo(f"{Path(path).name}: " + ", ".join(f"{p['label']} {p['score']:.1%}" for p in found))

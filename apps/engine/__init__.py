@@ -13,6 +13,7 @@ See :mod:`.loop` for the loop, :mod:`.checkpoint` for the checkpoint layout and
 
 from .checkpoint import (
     CheckpointManager,
+    export_model_directory,
     find_checkpoints,
     load_training_state,
     resolve_checkpoint,
@@ -28,10 +29,12 @@ from .distributed import (
     under_torchrun,
 )
 from .ema import ModelEMA
-from .loop import NonFiniteLossError, TrainResult, evaluate, train
+from .interrupt import StopRequests, TrainingInterrupted
+from .loop import NonFiniteLossError, TrainResult, checkpoint_interval, evaluate, train
 from .optim import build_adamw, decay_parameter_groups, warmup_cosine_factor, warmup_cosine_schedule
 from .precision import autocast, resolve_precision
 from .randomness import capture_rng_state, restore_rng_state, seed_everything
+from .run_dir import RunDirectoryError, default_run_directory, holds_run, prepare_run_directory, run_of, run_of_model
 from .run_log import MetricsLog, ProgressReporter, plot_training_curves, read_metrics
 from .sampling import ReproducibleSamples, ResumableBatchSampler
 from .tasks import (

@@ -27,11 +27,12 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from polyformer.core.pretrained import WEIGHTS_NAME, PretrainedModel, atomic_directory, write_model_files
+from polyformer.core.pretrained import CONFIG_NAME, WEIGHTS_NAME, PretrainedModel, atomic_directory, write_model_files
 
 __all__ = [
     "TRAINING_STATE_NAME",
     "CheckpointManager",
+    "export_model_directory",
     "find_checkpoints",
     "load_model_weights",
     "load_training_state",
@@ -61,6 +62,20 @@ def write_model_directory(model: nn.Module, directory: Path, full_state: dict[st
     config = getattr(model, "config", None)
     state = full_state if full_state is not None else model.state_dict()
     return write_model_files(directory, state, config if hasattr(config, "save") else None)
+
+
+def export_model_directory(checkpoint: str | Path, target: str | Path, ema: bool = False) -> Path:
+    """Copy the model of ``checkpoint`` (its ``ema/`` copy when ``ema``) to ``target`` as a model directory.
+
+    Used for ``best_model/``: the weights of the best checkpoint, loadable with ``from_pretrained``
+    after the checkpoint itself has been pruned. Written atomically.
+    """
+    source = Path(checkpoint) / "ema" if ema else Path(checkpoint)
+    with atomic_directory(Path(target)) as tmp:
+        for name in (CONFIG_NAME, WEIGHTS_NAME):
+            if (source / name).is_file():
+                shutil.copy2(source / name, tmp / name)
+    return Path(target)
 
 
 def write_checkpoint(

@@ -19,7 +19,8 @@ PRECISIONS = ("auto", "fp32", "bf16")
 class TrainingConfig:
     """Everything the training loop needs to know that is not the model, the task or the data."""
 
-    out_dir: str = "runs/latest"  # run directory: checkpoints/, metrics.jsonl, curves.png, model/
+    out_dir: str | None = None  # run directory; None = runs/<run name>-<timestamp> (or the resumed run's)
+    overwrite: bool = False  # replace the run already in out_dir (otherwise starting there is an error)
     batch_size: int = 64  # global batch per optimizer step (all processes and accumulation steps together)
     grad_accum: int = 1  # micro-batches accumulated per optimizer step on each process
     epochs: float = 1.0  # passes over the training data (used when max_steps is None)
@@ -34,7 +35,8 @@ class TrainingConfig:
     precision: str = "auto"  # auto (bf16 where fast) | fp32 | bf16
     ema_decay: float | None = None  # keep an exponential moving average of the weights with this decay
     seed: int = 0  # seeds data order, augmentation and dropout
-    checkpoint_every: int | None = None  # save a checkpoint every N steps (and always at the end)
+    checkpoint_every: int | None = None  # every N steps and at the end; None = each epoch or 10% of the run
+    # (whichever is sooner); 0 = only at the end
     keep_last: int = 2  # step checkpoints kept besides the best one
     eval_every: int | None = None  # evaluate every N steps; None = at each checkpoint and at the end
     best_metric: str | None = None  # validation metric that picks the best checkpoint, e.g. "accuracy"
@@ -74,7 +76,11 @@ class TrainingConfig:
             yield f"ema_decay must be in (0, 1), got {self.ema_decay}"
         if self.ema_decay is not None and self.fsdp:
             yield "ema_decay is not supported with fsdp=True (the EMA copy would not be sharded)"
-        for name in ("checkpoint_every", "eval_every", "eval_batch_size", "threads"):
+        if self.checkpoint_every is not None and self.checkpoint_every < 0:
+            yield f"checkpoint_every must be >= 0 (0 = only at the end) or None (auto), got {self.checkpoint_every}"
+        if self.out_dir is not None and not str(self.out_dir).strip():
+            yield "out_dir must name a directory or be None (automatic)"
+        for name in ("eval_every", "eval_batch_size", "threads"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 yield f"{name} must be positive or None, got {value}"

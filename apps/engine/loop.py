@@ -1,13 +1,19 @@
 """The training loop and evaluation: plain functions over a small bundle of run state.
 
 ``train`` runs on one process or, unchanged, under ``torchrun`` (DDP, or FSDP2 with
-``fsdp=True``). Each optimizer step takes ``grad_accum`` micro-batches per process, clips the
-global gradient norm, steps AdamW and the warmup-cosine schedule and updates the EMA. Every
-``checkpoint_every`` steps and at the end it evaluates (if given validation data) and writes a
-checkpoint; ``resume`` continues from one exactly: same weights as a run never interrupted.
+``fsdp=True``). It first picks the run directory (a new ``runs/<run name>-<timestamp>``, the
+resumed run's, or ``out_dir``; a directory holding another run is refused unless ``overwrite``,
+see :mod:`.run_dir`) and prints what the run will do. Each optimizer step takes ``grad_accum``
+micro-batches per process, clips the global gradient norm, steps AdamW and the warmup-cosine
+schedule and updates the EMA. Every ``checkpoint_every`` steps (by default each epoch or each
+10% of the run, whichever is sooner) and at the end it evaluates (if given validation data) and
+writes a checkpoint; ``resume`` continues from one exactly: same weights as a run never
+interrupted. At the end the final model goes to ``model/`` and the best checkpoint's (by the
+validation metric) to ``best_model/``.
 
 A non-finite loss or gradient norm raises :class:`NonFiniteLossError` before the weights are
-touched, so the last checkpoint on disk is the last good state.
+touched, so the last checkpoint on disk is the last good state. SIGINT (Ctrl-C) and SIGTERM
+finish the current step, save a checkpoint and raise :class:`TrainingInterrupted`.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .checkpoint import (
     CheckpointManager,
+    export_model_directory,
     load_model_weights,
     load_training_state,
     resolve_checkpoint,
@@ -34,15 +41,17 @@ from .checkpoint import (
 from .config import TrainingConfig
 from .distributed import DistributedContext, all_reduce_sum, init_distributed, wrap_model
 from .ema import ModelEMA
+from .interrupt import StopRequests, TrainingInterrupted
 from .optim import build_adamw, train_step, warmup_cosine_schedule
 from .precision import autocast, resolve_precision
 from .randomness import seed_everything
+from .run_dir import prepare_run_directory
 from .run_log import MetricsLog, ProgressReporter, plot_training_curves
 from .sampling import ReproducibleSamples, ResumableBatchSampler, seeded_global_generators
 from .state import restore_run_state, save_run_checkpoint
 from .tasks import TrainingTask, plain_value, to_device
 
-__all__ = ["NonFiniteLossError", "TrainResult", "evaluate", "train"]
+__all__ = ["NonFiniteLossError", "TrainResult", "TrainingInterrupted", "checkpoint_interval", "evaluate", "train"]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -71,7 +80,8 @@ class TrainResult:
     out_dir: Path  # the run directory
     model_dir: Path | None  # <out_dir>/model: final weights (EMA weights when EMA is on); None off the main process
     last_checkpoint: Path | None  # newest checkpoint
-    best_checkpoint: Path | None  # best checkpoint by config.best_metric
+    best_checkpoint: Path | None  # best checkpoint by the validation metric
+    best_model_dir: Path | None = None  # <out_dir>/best_model: the best checkpoint's model (EMA when EMA is on)
 
 
 @dataclass
@@ -91,6 +101,9 @@ class _Run:
     total_steps: int
     manager: CheckpointManager
     log: MetricsLog
+    checkpoint_every: int = 0  # steps between checkpoints; 0 = only at the end
+    stops: StopRequests | None = None
+    resumed_from: Path | None = None
     ema: ModelEMA | None = None
     eval_data: Dataset | None = None
     collate_fn: Callable | None = None
@@ -112,6 +125,9 @@ def train(
     collate_fn: Callable | None = None,
     on_step_end: Callable[[int, dict[str, float]], None] | None = None,
     echo: Callable[[str], None] = print,
+    run_name: str = "run",
+    run_files: Mapping[str, str] | None = None,
+    summary: Sequence[str] = (),
 ) -> TrainResult:
     """Train ``model`` on ``train_data`` as ``config`` says; see the module docstring.
 
@@ -124,23 +140,39 @@ def train(
         eval_data: validation data, evaluated at checkpoints and at the end.
         collate_fn: DataLoader collate function for both datasets.
         on_step_end: called after each optimizer step with the step and its local values.
-        echo: where progress lines go when stdout is not a terminal.
+        echo: where the run summary and progress lines go (nothing is shown with ``config.quiet``).
+        run_name: names the automatic run directory (``runs/<run_name>-<timestamp>``), e.g. the recipe.
+        run_files: file name -> text written into the run directory once it is chosen (e.g.
+            ``recipe.json``, ``split.json``), so that a refused directory gets nothing.
+        summary: the recipe's lines for the run-start summary (data, model, augmentation); the
+            engine adds the run directory, steps, batch, precision, checkpoints and validation.
 
     Returns:
         Paths and final metrics of the run.
 
     Raises:
+        RunDirectoryError: ``out_dir`` holds another run (and neither ``overwrite`` nor ``resume`` allows it).
         NonFiniteLossError: the loss or gradient norm became NaN/inf.
+        TrainingInterrupted: SIGINT or SIGTERM arrived; a checkpoint of the last step was saved.
     """
     context = init_distributed()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
-    run = _start_run(model, task, train_data, config, context, eval_data, collate_fn)
-    mode = "quiet" if config.quiet or not context.is_main else None
-    progress = ProgressReporter(run.total_steps, run.step, mode=mode, echo=echo)
+    resume_dir = resolve_checkpoint(config.resume) if config.resume else None  # fails before anything is written
+    config = prepare_run_directory(config, run_name, context)
+    if context.is_main:
+        for name, text in (run_files or {}).items():
+            (Path(config.out_dir) / name).write_text(text)
+    run = _start_run(model, task, train_data, config, context, eval_data, collate_fn, resume_dir)
+    quiet = config.quiet or not context.is_main
+    if not quiet:
+        for line in [*summary, *_run_summary(run, len(train_data))]:
+            echo(line)
+    progress = ProgressReporter(run.total_steps, run.step, mode="quiet" if quiet else None, echo=echo)
     try:
-        _train_steps(run, progress, on_step_end)
-    except NonFiniteLossError as error:
+        with StopRequests() as run.stops:
+            _train_steps(run, progress, on_step_end)
+    except (NonFiniteLossError, TrainingInterrupted) as error:
         run.log.write("stopped", step=error.step, reason=str(error))
         raise
     finally:
@@ -148,8 +180,53 @@ def train(
     return _finish(run, progress)
 
 
-def _start_run(model, task, train_data, config, context, eval_data, collate_fn) -> _Run:
-    resume_dir = resolve_checkpoint(config.resume) if config.resume else None
+def checkpoint_interval(config: TrainingConfig, steps_per_epoch: int, total_steps: int) -> int:
+    """Steps between checkpoints: ``config.checkpoint_every``, or by default each epoch or each 10%
+    of the run, whichever is sooner (at least 1); 0 = only at the end."""
+    if config.checkpoint_every is not None:
+        return config.checkpoint_every
+    return max(1, min(steps_per_epoch, math.ceil(total_steps / 10)))
+
+
+def _best_metric(config: TrainingConfig, task: TrainingTask) -> tuple[str | None, str]:
+    """The validation metric that picks the best model: the config's, else the task's default."""
+    if config.best_metric is not None:
+        return config.best_metric, config.best_mode
+    default = getattr(task, "default_best", None)
+    return default if default is not None else (None, config.best_mode)
+
+
+def _run_summary(run: _Run, train_items: int) -> list[str]:
+    """What the engine will do, in a few lines (the recipe adds data, model and augmentation)."""
+    config, context = run.config, run.context
+    out = Path(config.out_dir)
+    if run.resumed_from is not None:
+        where = f"{out} (resuming at step {run.step} from {run.resumed_from})"
+    else:
+        where = f"{out} (new run)"
+    epochs = run.total_steps / run.sampler.steps_per_epoch
+    lines = [
+        f"run: {where}",
+        f"steps: {run.total_steps} ({epochs:.3g} epochs of {run.sampler.steps_per_epoch} steps over "
+        f"{train_items} training items); batch {config.batch_size} = {context.world_size} process(es) x "
+        f"{config.grad_accum} micro-batch(es) x {run.sampler.micro_batch}",
+        f"optimizer: AdamW lr {config.lr:g}, weight decay {config.weight_decay:g}, warmup-cosine; "
+        f"precision {run.precision}" + (f"; EMA {config.ema_decay:g}" if config.ema_decay else ""),
+    ]
+    checkpoints = f"every {run.checkpoint_every} steps and at the end" if run.checkpoint_every else "at the end"
+    line = f"checkpoints: {checkpoints}, last {config.keep_last} kept"
+    if run.eval_data is not None:
+        every = f"every {config.eval_every} steps" if config.eval_every else "at each checkpoint"
+        line += f"; validation {every} on {len(run.eval_data)} items"
+        if run.manager.best_metric:
+            line += f"; best model by {run.manager.best_metric} ({run.manager.best_mode}) -> {out / 'best_model'}"
+    else:
+        line += "; no validation data"
+    lines.append(line)
+    return lines
+
+
+def _start_run(model, task, train_data, config, context, eval_data, collate_fn, resume_dir) -> _Run:
     state = load_training_state(resume_dir) if resume_dir is not None else None
     if resume_dir is not None:
         load_model_weights(model, resume_dir)  # before wrapping: DDP broadcasts, FSDP shards these
@@ -172,13 +249,15 @@ def _start_run(model, task, train_data, config, context, eval_data, collate_fn) 
         pin_memory=context.device.type == "cuda",
     )
     out = Path(config.out_dir)
+    best_metric, best_mode = _best_metric(config, task)
     run = _Run(
         config=config, context=context, task=task, model=model, module=module, optimizer=optimizer,
         scheduler=warmup_cosine_schedule(optimizer, warmup, total, config.min_lr_ratio), sampler=sampler, loader=loader,
         precision=resolve_precision(config.precision, context.device), total_steps=total,
-        manager=CheckpointManager(out / "checkpoints", config.keep_last, config.best_metric, config.best_mode),
+        manager=CheckpointManager(out / "checkpoints", config.keep_last, best_metric, best_mode),
         log=MetricsLog(out / "metrics.jsonl" if context.is_main else None),
         ema=ModelEMA(model, config.ema_decay) if config.ema_decay else None, eval_data=eval_data, collate_fn=collate_fn,
+        checkpoint_every=checkpoint_interval(config, sampler.steps_per_epoch, total), resumed_from=resume_dir,
     )  # fmt: skip
     if context.is_main:
         run.manager.remove_leftovers()
@@ -209,9 +288,23 @@ def _train_steps(run: _Run, progress: ProgressReporter, on_step_end) -> None:
             _after_step(run, values, progress)
             if on_step_end is not None:
                 on_step_end(run.step, values)
+            _stop_if_requested(run)
             if epoch_done:
                 break
         del micro_batches
+
+
+def _stop_if_requested(run: _Run) -> None:
+    """After a step: on SIGINT/SIGTERM (on any process) save a checkpoint and raise TrainingInterrupted."""
+    if run.stops is None or run.step == run.total_steps:
+        return  # the last step ends the run normally, with its checkpoint
+    number = run.stops.requested(run.context)
+    if not number:
+        return
+    path = run.manager.path_for(run.step)
+    if run.manager.latest_path() != path:
+        path = save_run_checkpoint(run, None)
+    raise TrainingInterrupted(run.step, path, Path(run.config.out_dir), number)
 
 
 def _gradient_sync(run: _Run, sync: bool):
@@ -251,7 +344,7 @@ def _after_step(run: _Run, values: dict[str, float], progress: ProgressReporter)
     is_last = step == run.total_steps
     if step % config.log_every == 0 or is_last:
         _log_training(run, progress)
-    checkpoint_due = is_last or (config.checkpoint_every is not None and step % config.checkpoint_every == 0)
+    checkpoint_due = is_last or (run.checkpoint_every > 0 and step % run.checkpoint_every == 0)
     if config.eval_every is not None:
         eval_due = step % config.eval_every == 0 or is_last
     else:
@@ -301,15 +394,22 @@ def _finish(run: _Run, progress: ProgressReporter) -> TrainResult:
         _evaluate_run(run)  # resumed from the final checkpoint: report its metrics again
     out = Path(run.config.out_dir)
     full_state = _full_model_state(run) if run.config.fsdp and run.context.is_distributed else None
-    model_dir = None
+    model_dir = best_dir = None
+    best = run.manager.best_path
     if run.context.is_main:
         final = run.ema.module if run.ema is not None else run.model
         model_dir = write_model_directory(final, out / "model", None if run.ema is not None else full_state)
+        if best is not None:
+            best_dir = export_model_directory(best, out / "best_model", ema=run.ema is not None)
+            progress.message(
+                f"best model: {best_dir} ({run.manager.best_metric} {run.manager.best_value:.4f} at step "
+                f"{run.manager.best_step}); final model: {model_dir}"
+            )
         if run.config.plot:
             plot_training_curves(out / "metrics.jsonl", out / "curves.png")
         run.log.write("end", step=run.step, metrics={k: v for k, v in run.last_metrics.items() if isinstance(v, float)})
     run.context.barrier()
-    return TrainResult(run.step, run.last_metrics, out, model_dir, run.manager.latest_path(), run.manager.best_path)
+    return TrainResult(run.step, run.last_metrics, out, model_dir, run.manager.latest_path(), best, best_dir)
 
 
 def _full_model_state(run: _Run) -> dict[str, torch.Tensor]:

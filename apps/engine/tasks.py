@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -75,6 +75,7 @@ class ClassificationTask:
         detailed: also per-class accuracy and the confusion matrix (for ``eval`` reports).
     """
 
+    default_best: ClassVar[tuple[str, str]] = ("accuracy", "max")  # picks best_model/ unless the config names one
     num_classes: int
     label_smoothing: float = 0.0
     batch_transform: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None
@@ -128,6 +129,7 @@ class TokenCrossEntropyTask:
 
     label_smoothing: float = 0.0
     perplexity: bool = True
+    default_best: ClassVar[tuple[str, str]] = ("loss", "min")
 
     def logits_and_labels(self, model: nn.Module, batch: Any) -> tuple[Tensor, Tensor]:
         """Run ``model`` on ``batch``: logits (B, T, V) and labels (B, T)."""

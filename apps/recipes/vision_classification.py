@@ -33,7 +33,9 @@ from polyformer.apps.engine import (
     train,
 )
 from polyformer.apps.recipes.toml_config import read_recipe_config
+from polyformer.apps.recipes.typed_config import ConfigError, build_section, check_fields
 from polyformer.core import create_model
+from polyformer.core.presets import list_presets
 from polyformer.vision.data import (
     BatchMixer,
     ImageClassificationDataset,
@@ -101,12 +103,22 @@ class VisionClassificationRecipe:
         }
 
 
-def _fill(cls: type, table: dict[str, Any], section: str) -> Any:
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(table) - known)
-    if unknown:
-        raise ValueError(f"unknown [{section}] field(s) {unknown}; known fields: {sorted(known)}")
-    return cls(**table)
+MODEL_KEYS: dict[str, Any] = {"preset": str}  # [model] keys besides the ViTConfig fields
+FROM_DATA = ("num_classes", "class_names")  # ViTConfig fields the data sets
+
+
+def _check_model_table(table: dict[str, Any]) -> dict[str, Any]:
+    """The [model] table checked against ViTConfig's fields and the known ViT presets."""
+    model = check_fields(ViTConfig, table, "model", extra=MODEL_KEYS)
+    for name in FROM_DATA:
+        if name in model:
+            raise ConfigError(f"model.{name} is set from the training data's classes; remove it")
+    presets = [p.name for p in list_presets() if p.name.startswith("vit_")]
+    if "preset" not in model:
+        raise ConfigError(f"model.preset is missing; give one of: {', '.join(presets)}")
+    if model["preset"] not in presets:
+        raise ConfigError(f"model.preset: unknown ViT preset {model['preset']!r}; known presets: {', '.join(presets)}")
+    return model
 
 
 def load_recipe(name_or_path: str | Path, overrides: Sequence[str] = ()) -> VisionClassificationRecipe:
@@ -122,11 +134,9 @@ def load_recipe(name_or_path: str | Path, overrides: Sequence[str] = ()) -> Visi
         raise ValueError(
             f"recipe config {name_or_path}: unknown section(s) {unknown}; expected [model], [data], [train]"
         )
-    model = dict(config.get("model", {}))
-    if "preset" not in model:
-        raise ValueError(f"recipe config {name_or_path}: [model] needs a preset, e.g. preset = \"vit_nano_patch4_28\"")
-    data = _fill(ImageDataSettings, config.get("data", {}), "data")
-    training = _fill(TrainingConfig, config.get("train", {}), "train")
+    model = _check_model_table(dict(config.get("model", {})))
+    data = build_section(ImageDataSettings, config.get("data", {}), "data")
+    training = build_section(TrainingConfig, config.get("train", {}), "train")
     return VisionClassificationRecipe(Path(str(name_or_path)).stem, model, data, training)
 
 
@@ -134,7 +144,10 @@ def build_model(model_settings: dict[str, Any], class_names: Sequence[str]) -> V
     """The ViT preset with its config overrides, sized for ``class_names``."""
     fields = {k: v for k, v in model_settings.items() if k != "preset"}
     fields.update(num_classes=len(class_names), class_names=list(class_names))
-    model = create_model(model_settings["preset"], **fields)
+    try:
+        model = create_model(model_settings["preset"], **fields)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"model: {err}") from err
     if not isinstance(model, ViT):
         raise ValueError(f"preset {model_settings['preset']!r} is not a ViT; pick one of the vit_* presets")
     return model
@@ -214,30 +227,47 @@ def train_vision_classifier(recipe: VisionClassificationRecipe, echo: Callable[[
         The engine's result (final validation metrics and paths).
     """
     context = init_distributed()
-    say = echo if context.is_main and not recipe.train.quiet else (lambda text: None)
     start = time.perf_counter()
-    train_set = open_image_dataset(recipe.data.train, "train", skip_bad=recipe.data.skip_bad)
-    seed_everything(recipe.train.seed)
-    model = build_model(recipe.model, train_set.classes)
-    train_data, eval_data = build_datasets(recipe, train_set, model.config)
+    data = recipe.data
+    train_set = open_image_dataset(data.train, "train", skip_bad=data.skip_bad)
     classes = train_set.classes
+    if len(classes) < 2:
+        raise ValueError(
+            f"{data.train} has a single class ({', '.join(classes)}); classification needs images of at least two "
+            "classes (one sub-folder per class)"
+        )
+    seed_everything(recipe.train.seed)
+    model = build_model(recipe.model, classes)
+    train_data, eval_data = build_datasets(recipe, train_set, model.config)
+    cfg = model.config
     parameters = sum(p.numel() for p in model.parameters())
-    say(
-        f"{recipe.model['preset']}: {parameters / 1e6:.2f}M parameters, {len(classes)} classes; "
-        f"{len(train_data)} training / {len(eval_data)} validation images"
-        + (f"; skipped {len(_skipped_files(train_data, eval_data))} unreadable images" if recipe.data.skip_bad else "")
-    )
-    if context.is_main:
-        out = Path(recipe.train.out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=2) + "\n")
-    result = train(model, _task(recipe, len(classes)), train_data, recipe.train, eval_data=eval_data, echo=say)
-    accuracy = result.metrics.get("accuracy")
-    say(
-        f"done in {time.perf_counter() - start:.0f}s: {result.steps} steps"
-        + (f", validation accuracy {accuracy:.2%}" if accuracy is not None else "")
-        + f"; model in {result.model_dir}"
-    )
+    shown = ", ".join(classes[:8]) + (f", ... ({len(classes)} in all)" if len(classes) > 8 else "")
+    summary = [
+        f"data: {data.train}: {len(train_data)} training / {len(eval_data)} validation images; {len(classes)} "
+        f"classes ({shown}); images {cfg.in_channels}x{cfg.image_size}x{cfg.image_size} after transforms",
+        f"augmentation: crop scale {tuple(data.crop_scale)}, hflip {data.hflip}, {data.augment}, random erasing "
+        f"{data.random_erasing}, mixup {data.mixup_alpha}, cutmix {data.cutmix_alpha}, label smoothing "
+        f"{data.label_smoothing}",
+        f"model: {recipe.model['preset']}, {parameters / 1e6:.2f}M parameters, random initialisation",
+    ]
+    skipped = sorted(_skipped_files(train_data, eval_data))
+    if skipped:
+        more = ", ..." if len(skipped) > 3 else ""
+        summary.append(f"skipped {len(skipped)} unreadable images: {', '.join(skipped[:3])}{more}")
+    files = {"recipe.json": json.dumps(recipe.to_dict(), indent=2) + "\n"}
+    task = _task(recipe, len(classes))
+    result = train(
+        model, task, train_data, recipe.train, eval_data=eval_data, echo=echo, run_name=recipe.name,
+        run_files=files, summary=summary,
+    )  # fmt: skip
+    if context.is_main:  # the result line, also with quiet
+        accuracy = result.metrics.get("accuracy")
+        best = f"; best model in {result.best_model_dir}" if result.best_model_dir else ""
+        echo(
+            f"done in {time.perf_counter() - start:.0f}s: {result.steps} steps"
+            + (f", validation accuracy {accuracy:.2%}" if accuracy is not None else "")
+            + f"; final model in {result.model_dir}{best}"
+        )
     return result
 
 

@@ -79,7 +79,8 @@ def build_model(seed: int = 0, dropout: float = 0.0) -> TinyClassifier:
 
 def tiny_config(out_dir, **overrides) -> TrainingConfig:
     fields = dict(
-        out_dir=str(out_dir), batch_size=16, max_steps=12, lr=3e-2, warmup_steps=2, precision="fp32",
+        out_dir=None if out_dir is None else str(out_dir), batch_size=16, max_steps=12, lr=3e-2, warmup_steps=2,
+        precision="fp32",
         checkpoint_every=4, log_every=2, quiet=True, plot=False, best_metric="accuracy",
     )  # fmt: skip
     return TrainingConfig(**{**fields, **overrides})
@@ -89,8 +90,11 @@ def run(out_dir, **overrides):
     """Train the tiny model; returns (model, result)."""
     model = build_model(dropout=overrides.pop("dropout", 0.0))
     task = overrides.pop("task", None) or ClassificationTask(CLASSES)
+    on_step_end = overrides.pop("on_step_end", None)
     config = tiny_config(out_dir, **overrides)
-    result = train(model, task, NoisyBlobs(), config, eval_data=NoisyBlobs(40, seed=1, noise=0.0))
+    result = train(
+        model, task, NoisyBlobs(), config, eval_data=NoisyBlobs(40, seed=1, noise=0.0), on_step_end=on_step_end
+    )
     return model, result
 
 

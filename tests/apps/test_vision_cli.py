@@ -119,3 +119,126 @@ def test_shipped_recipes_load():
     recipe = load_recipe("fashion_mnist_embedded", ["train.epochs=1"])
     assert recipe.data.train == "embedded" and recipe.train.epochs == 1 and recipe.model["preset"].startswith("vit_")
     assert load_recipe("fashion_mnist_full").data.train == "fashion-mnist"
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.pretrained=true", "unknown key model.pretrained;"),
+        ("model.backnd=eager", "unknown key model.backnd; did you mean model.backend?"),
+        ("train.epochs=abc", "train.epochs: expected a number (float), got 'abc' (str)"),
+        ("data.crop_scale=[0.5]", "data.crop_scale: expected a list of 2 numbers, got [0.5] (list)"),
+        ("model.preset=vit_huge_nothing", "model.preset: unknown ViT preset 'vit_huge_nothing'"),
+        ("model.num_heads=5", "model: "),  # d_model 64 is not divisible by 5 heads: ViTConfig's own check
+        ("model.num_classes=3", "model.num_classes is set from the training data's classes"),
+    ],
+)
+def test_bad_overrides_give_one_line_and_leave_no_files(image_folder, tmp_path, monkeypatch, override, message):
+    monkeypatch.chdir(tmp_path)
+    args = ["vision", "train", str(image_folder), "--max-steps", "1", "--skip-bad", override]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []  # no runs/ folder, nothing written
+
+
+def _folder(root, classes, per_class=3):
+    for name in classes:
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(np.full((8, 8, 3), 40 * i, dtype=np.uint8)).save(root / name / f"{i}.png")
+    return root
+
+
+def test_single_class_data_is_refused_before_training(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = _folder(tmp_path / "data", ["only"])
+    result = CliRunner().invoke(main, ["vision", "train", str(data), "--max-steps", "1"])
+    assert result.exit_code == 1 and "has a single class (only)" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+def test_a_used_run_folder_is_refused_unless_overwrite(image_folder, tmp_path):
+    out = tmp_path / "run"
+    assert _train(image_folder, out, "--max-steps", "2").exit_code == 0
+    before = (out / "metrics.jsonl").read_text()
+    result = _train(image_folder, out, "--max-steps", "2")
+    assert result.exit_code == 1 and "already holds a training run" in result.output
+    assert (out / "metrics.jsonl").read_text() == before
+    result = _train(image_folder, out, "--max-steps", "2", "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert sum('"event": "start"' in line for line in (out / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_resume_without_out_continues_in_the_run_folder(image_folder, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["vision", "train", str(image_folder), "--preset", "vit_nano_patch4_32", "--batch-size", "8", "--skip-bad"]
+    args += ["train.plot=false", "train.precision=fp32", "--max-steps"]
+    assert CliRunner().invoke(main, [*args, "2"]).exit_code == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    assert run.name.startswith("image_folder-")
+    result = CliRunner().invoke(main, [*args, "4", "--resume", str(run)])
+    assert result.exit_code == 0, result.output
+    assert list((tmp_path / "runs").iterdir()) == [run] and (run / "checkpoints" / "step-00000004").is_dir()
+
+
+def test_quiet_keeps_the_result_line(image_folder, tmp_path):
+    result = _train(image_folder, tmp_path / "run", "--max-steps", "2")
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 0 and len(lines) == 1 and lines[0].startswith("done in") and "final model in" in lines[0]
+
+
+def test_the_run_start_summary_says_what_will_happen(image_folder, tmp_path):
+    args = ["vision", "train", str(image_folder), "--preset", "vit_nano_patch4_32", "--batch-size", "8", "--skip-bad"]
+    result = CliRunner().invoke(main, [*args, "--max-steps", "2", "--out", str(tmp_path / "run"), "train.plot=false"])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    for expected in (
+        "data: ", "27 training / 3 validation images", "3 classes (blue, green, red)",
+        "images 3x32x32 after transforms",
+        "augmentation: crop scale", "model: vit_nano_patch4_32", "random initialisation",
+        "skipped 1 unreadable images: ", "broken.png", f"run: {tmp_path / 'run'} (new run)", "steps: 2",
+        "precision ", "checkpoints: every 1 steps", "best model by accuracy (max)",
+    ):  # fmt: skip
+        assert expected in out, expected
+
+
+def test_eval_and_predict_need_a_model_and_an_existing_output_folder(image_folder, tmp_path):
+    result = CliRunner().invoke(main, ["vision", "eval", "embedded"])
+    assert result.exit_code == 2 and "--model is required" in result.output and "vit_fashion_mnist" in result.output
+    result = CliRunner().invoke(main, ["vision", "predict", str(image_folder / "red" / "0.png")])
+    assert result.exit_code == 2 and "--model vit_fashion_mnist" in result.output
+    missing = tmp_path / "nowhere" / "cm.png"
+    result = CliRunner().invoke(
+        main, ["vision", "eval", "embedded", "--model", "vit_fashion_mnist", "--confusion-png", str(missing)]
+    )
+    assert result.exit_code == 2 and "does not exist" in result.output and not (tmp_path / "nowhere").exists()
+    result = CliRunner().invoke(main, ["vision", "train", str(image_folder), "--nproc", "0"])
+    assert result.exit_code == 2 and "--nproc" in result.output
+
+
+def test_model_accepts_the_weights_file(tmp_path):
+    from polyformer.apps.pipelines import SHIPPED_CHECKPOINTS
+
+    weights = SHIPPED_CHECKPOINTS["vit_fashion_mnist"] / "model.safetensors"
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((28, 28), dtype=np.uint8)).save(image)
+    result = CliRunner().invoke(main, ["vision", "predict", str(image), "--model", str(weights)])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"model: {weights.parent}") and "x.png: " in result.output
+
+
+def test_an_interrupted_train_exits_with_the_signal_code(monkeypatch, image_folder, tmp_path):
+    from pathlib import Path
+
+    from polyformer.apps.engine import TrainingInterrupted
+    from polyformer.apps.recipes import vision_classification
+
+    def interrupted(recipe, echo):
+        raise TrainingInterrupted(3, Path("r/checkpoints/step-00000003"), Path("r"), 2)
+
+    monkeypatch.setattr(vision_classification, "train_vision_classifier", interrupted)
+    result = CliRunner().invoke(main, ["vision", "train", str(image_folder), "--skip-bad"])
+    assert result.exit_code == 130 and "interrupted by SIGINT after step 3" in result.output
+    assert "--resume r" in result.output

@@ -1,6 +1,7 @@
 """Image data: IDX files, image folders and CSV lists (with bad files), embedded Fashion-MNIST, transforms."""
 
 import gzip
+import shutil
 
 import numpy as np
 import pytest
@@ -239,3 +240,69 @@ def test_balanced_extraction_script(tmp_path):
     assert len(subset) == 12 and subset.class_counts() == [4, 4, 4]
     with gzip.open(tmp_path / "subset" / "t10k-labels-idx1-ubyte.gz") as handle:
         assert len(handle.read()) == 8 + 6
+
+
+def test_image_folder_empty_class_folder_is_an_error(image_folder):
+    (image_folder / "emu").mkdir()
+    (image_folder / "emu" / "readme.txt").write_text("no images here")
+    with pytest.raises(ValueError, match=r"images[/\\]emu has no images; every class folder needs at least one"):
+        ImageFolderDataset(image_folder, skip_bad=True)
+    with pytest.raises(ValueError, match=r"emu has no images"):  # also when the classes are given (eval)
+        ImageFolderDataset(image_folder, skip_bad=True, class_names=["cat", "dog", "emu"])
+    (image_folder / "emu").rename(image_folder.parent / "emu")
+    data = ImageFolderDataset(image_folder, skip_bad=True, class_names=["cat", "dog", "emu"])  # no folder: fine
+    assert data.classes == ["cat", "dog", "emu"] and data.class_counts() == [2, 2, 0]
+
+
+def test_image_folder_class_with_only_unreadable_images_is_an_error(tmp_path):
+    root = tmp_path / "digits"
+    write_image(root / "1" / "a.png")
+    (root / "7").mkdir()
+    (root / "7" / "bad.png").write_bytes(b"not an image")
+    (root / "8").mkdir()
+    with pytest.raises(ValueError, match=r"7 \(1 unreadable files skipped\), .*8 have no images") as info:
+        ImageFolderDataset(root, skip_bad=True)
+    assert not isinstance(info.value, BadImageError)
+    with pytest.raises(BadImageError, match=r"bad\.png"):  # without skip_bad the bad file is the error
+        ImageFolderDataset(root)
+
+
+def test_folder_item_keys_are_relative_stable_and_survive_a_move(image_folder, tmp_path):
+    data = ImageFolderDataset(image_folder, skip_bad=True)
+    keys = data.item_keys()
+    assert keys == ["cat/1.png", "cat/2.jpg", "dog/1.png", "dog/sub/2.bmp"]
+    assert keys == [p.relative_to(image_folder).as_posix() for p in data.paths]  # same order as the items
+    assert len(set(keys)) == len(data) and ImageFolderDataset(image_folder, skip_bad=True).item_keys() == keys
+    moved = tmp_path / "elsewhere" / "copy"
+    shutil.copytree(image_folder, moved)
+    assert ImageFolderDataset(moved, skip_bad=True).item_keys() == keys
+    assert open_image_dataset(moved, skip_bad=True).item_keys() == keys
+
+
+def test_csv_item_keys_are_relative_to_the_csv_folder(image_folder, tmp_path):
+    rows = f"path,label\ndog/1.png,dog\n./cat/../cat/1.png,cat\n{image_folder / 'cat' / '2.jpg'},cat\n"
+    (image_folder / "list.csv").write_text(rows)
+    keys = CSVImageDataset(image_folder / "list.csv").item_keys()
+    assert keys == ["dog/1.png", "cat/1.png", "cat/2.jpg"]
+    other = tmp_path / "lists" / "other.csv"
+    other.parent.mkdir()
+    other.write_text("../images/cat/1.png,cat\n")
+    assert CSVImageDataset(other).item_keys() == ["../images/cat/1.png"]
+    other.write_text("cat/1.png,cat\n")
+    assert CSVImageDataset(other, root=image_folder).item_keys() == ["cat/1.png"]  # relative to the given root
+
+
+def test_idx_and_embedded_item_keys(tmp_path):
+    folder = write_mnist_folder(tmp_path / "mnist")
+    train, test = load_idx_folder(folder, "train"), open_image_dataset(folder, "test")
+    assert train.item_keys() == [f"train:{i}" for i in range(12)]
+    assert test.item_keys() == [f"t10k:{i}" for i in range(6)]
+    write_idx(tmp_path / "images.idx", np.zeros((2, 4, 4), np.uint8))
+    write_idx(tmp_path / "labels.idx", np.zeros(2, np.uint8))
+    assert IdxImageDataset(tmp_path / "images.idx", tmp_path / "labels.idx").item_keys() == [
+        "images.idx:0",
+        "images.idx:1",
+    ]
+    embedded = load_embedded_fashion_mnist("test")
+    keys = embedded.item_keys()
+    assert len(keys) == len(set(keys)) == 2000 and keys[:2] == ["t10k:0", "t10k:1"]

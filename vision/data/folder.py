@@ -10,6 +10,7 @@ Shape legend: C channels, H x W image size.
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -48,8 +49,22 @@ class _FileImageDataset(ImageClassificationDataset):
             skipped = f" ({self.num_skipped} unreadable files were skipped)" if self.skipped else ""
             raise ValueError(f"no usable images in {source}{skipped}")
 
+    def item_keys(self) -> list[str]:
+        """Each item's path relative to ``root`` (posix, e.g. ``"cat/001.png"``), in dataset order.
+
+        The keys do not change when the whole folder moves elsewhere.
+        """
+        return [_relative_key(path, self.root) for path in self.paths]
+
     def load(self, index: int) -> Tensor:
         return read_image(self.paths[index], self._where[index])
+
+
+def _relative_key(path: Path, root: Path) -> str:
+    try:
+        return Path(os.path.relpath(path, root)).as_posix()
+    except ValueError:  # another drive (Windows): no relative path
+        return Path(path).absolute().as_posix()
 
 
 class ImageFolderDataset(_FileImageDataset):
@@ -62,11 +77,14 @@ class ImageFolderDataset(_FileImageDataset):
         verify: decode every image now (default); with False, bad files fail when loaded.
         extensions: file suffixes that count as images (case-insensitive).
         class_names: expected classes in label order (e.g. a trained model's); every sub-folder
-            must be one of them. Default: the sorted sub-folder names.
+            must be one of them (a class may have no sub-folder). Default: the sorted sub-folder names.
+
+    Items are keyed by their path relative to ``root`` (see :meth:`item_keys`).
 
     Raises:
         FileNotFoundError: ``root`` is not a folder.
-        ValueError: no class sub-folders, a sub-folder not in ``class_names``, or no images.
+        ValueError: no class sub-folders, a sub-folder not in ``class_names``, or a class
+            sub-folder without (readable) images.
         BadImageError: an unreadable image (without ``skip_bad``).
     """
 
@@ -91,19 +109,36 @@ class ImageFolderDataset(_FileImageDataset):
             raise ValueError(f"{root}: sub-folder(s) {unknown} are not among the expected classes {classes}")
         super().__init__(classes, transform, skip_bad)
         suffixes = {s.lower() for s in extensions}
+        empty = []  # (class folder, unreadable files skipped in it)
         for name in folders:
+            items, skipped = len(self.targets), len(self.skipped)
             for path in sorted((root / name).rglob("*")):
                 if path.is_file() and path.suffix.lower() in suffixes:
                     self._add(path, classes.index(name), "", verify)
-        self._require_items(root)
+            if len(self.targets) == items:
+                empty.append((root / name, len(self.skipped) - skipped))
+        if empty:
+            raise ValueError(_empty_folders_message(empty))
         self.root = root
+
+
+def _empty_folders_message(empty: list[tuple[Path, int]], shown: int = 5) -> str:
+    """Names the class folders without images (the first ``shown``), with their skipped unreadable files."""
+    names = [f"{folder} ({bad} unreadable files skipped)" if bad else str(folder) for folder, bad in empty[:shown]]
+    more = f" and {len(empty) - shown} more" if len(empty) > shown else ""
+    verb = "has" if len(empty) == 1 else "have"
+    return (
+        f"{', '.join(names)}{more} {verb} no images; every class folder needs at least one image "
+        "(remove the folder or add images)"
+    )
 
 
 class CSVImageDataset(_FileImageDataset):
     """Images listed in a CSV file of ``path,label`` rows (an optional header row ``path,label``).
 
     Paths are relative to ``root`` (default: the CSV file's folder) unless absolute. Labels are
-    class names or class indices.
+    class names or class indices. Items are keyed by their path relative to ``root`` (see
+    :meth:`item_keys`; a file listed twice gives the same key twice).
 
     Args:
         csv_path: the CSV file.

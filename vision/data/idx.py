@@ -100,6 +100,9 @@ def write_idx(path: str | Path, array: np.ndarray, compress: bool | None = None)
 class IdxImageDataset(ImageClassificationDataset):
     """Images and labels from a pair of IDX files, held in memory as one uint8 tensor.
 
+    Items are keyed ``"<split prefix>:<index>"`` (``"train:17"``, ``"t10k:3"``; the file name for
+    files without an MNIST name), see :meth:`item_keys`.
+
     Args:
         images_path: IDX file of images (N, H, W) or (N, H, W, C), uint8.
         labels_path: IDX file of N integer labels.
@@ -142,6 +145,8 @@ class IdxImageDataset(ImageClassificationDataset):
         )  # (N, C, H, W)
         self.targets = labels.astype(np.int64).tolist()
         self.source = str(images_path)
+        name = Path(images_path).name  # item keys "train:17": the MNIST split prefix, else the file name
+        self.key_prefix = name.partition("-images")[0] if "-images" in name else name
 
     def load(self, index: int) -> Tensor:
         return tv_tensors.Image(self.images[index])

@@ -63,14 +63,18 @@ def read_image(path: str | Path, where: str = "") -> Tensor:
 class ImageClassificationDataset(Dataset):
     """Base of the datasets here: class names, labels, a transform, and skipped-file bookkeeping.
 
-    Subclasses implement :meth:`load` (the raw uint8 image of one index) and fill ``targets``.
+    Subclasses implement :meth:`load` (the raw uint8 image of one index) and fill ``targets``;
+    datasets of files override :meth:`item_keys` to name items by their paths.
 
     Attributes:
         classes: class names; the label of ``classes[i]`` is ``i``.
         targets: the label of every item, in order.
         transform: applied to each image tensor (C, H, W) uint8, or None.
         skipped: ``(file, reason)`` of every bad item that ``skip_bad=True`` left out.
+        key_prefix: what :meth:`item_keys` puts before each index (e.g. the split, ``"train"``).
     """
+
+    key_prefix = "item"
 
     def __init__(self, classes: Sequence[str], transform: Callable[[Tensor], Any] | None = None):
         self.classes = [str(name) for name in classes]
@@ -91,6 +95,14 @@ class ImageClassificationDataset(Dataset):
         """Number of items of each class, indexed by label."""
         counts = torch.bincount(torch.tensor(self.targets, dtype=torch.long), minlength=self.num_classes)
         return counts.tolist()
+
+    def item_keys(self) -> list[str]:
+        """One stable text key per item, in dataset order (``"<key_prefix>:<index>"`` here).
+
+        A held-out validation split is saved as the keys of its items, so a later run finds
+        the same items again; subsets are the caller's business.
+        """
+        return [f"{self.key_prefix}:{index}" for index in range(len(self))]
 
     def load(self, index: int) -> Tensor:
         """The untransformed uint8 image (C, H, W) of item ``index``."""

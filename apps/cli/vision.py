@@ -144,7 +144,12 @@ def train(data: str, overrides: tuple[str, ...], config_name: str | None, nproc:
 @vision.command("eval")
 @click.argument("data", default="embedded")
 @click.option("--model", "model_dir", help=MODEL_HELP)
-@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "test", "val"]))
+@click.option(
+    "--split",
+    type=click.Choice(["test", "val", "all"]),
+    help="test: the data's test split; val: the images the training run held out (its split.json); "
+    "all: every image [default: test if DATA has one, else val].",
+)
 @click.option("--batch-size", default=256, show_default=True, type=int)
 @click.option("--precision", default="fp32", show_default=True, type=click.Choice(["auto", "fp32", "bf16"]))
 @click.option("--confusion-png", default="confusion_matrix.png", show_default=True, type=click.Path(dir_okay=False))
@@ -153,7 +158,7 @@ def train(data: str, overrides: tuple[str, ...], config_name: str | None, nproc:
 def evaluate(
     data: str,
     model_dir: str | None,
-    split: str,
+    split: str | None,
     batch_size: int,
     precision: str,
     confusion_png: str,
@@ -161,11 +166,13 @@ def evaluate(
     as_json: bool,
 ) -> None:
     """Accuracy, per-class accuracy and a confusion-matrix PNG of a model on DATA [default: embedded]."""
+    from polyformer.apps.engine import run_of_model
     from polyformer.apps.pipelines import find_model
     from polyformer.apps.recipes.vision_classification import (
         evaluate_classifier,
-        open_eval_dataset,
+        open_eval_split,
         plot_confusion_matrix,
+        skipped_images,
     )
     from polyformer.vision.vit import ViT
 
@@ -174,26 +181,29 @@ def evaluate(
     try:
         path, note = find_model(model_dir)
         model = ViT.from_pretrained(path)
-        dataset = open_eval_dataset(model, data, split, skip_bad)
+        chosen = open_eval_split(model, data, split, skip_bad, run_of_model(path))
+        dataset = chosen.dataset
         report = evaluate_classifier(model, dataset, batch_size, precision)
     except USER_ERRORS as err:
         raise click.ClickException(str(err)) from err
-    report["skipped"] = getattr(dataset, "num_skipped", 0)
+    skipped = skipped_images(dataset)
+    report["skipped"] = len(skipped)
     report["confusion_png"] = str(plot_confusion_matrix(report["confusion_matrix"], report["classes"], confusion_png))
     report["model"] = str(path)
+    report["split"] = chosen.description
+    for text in chosen.warnings:
+        click.echo(f"warning: {text}", err=True)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
     click.echo(note)
-    click.echo(
-        f"accuracy {report['accuracy']:.2%} on {report['images']} images ({data}, {split}); loss {report['loss']:.4f}"
-    )
+    click.echo(chosen.description)
+    click.echo(f"accuracy {report['accuracy']:.2%} on {report['images']} images; loss {report['loss']:.4f}")
     for name, accuracy in report["per_class_accuracy"].items():
         click.echo(f"  {name:<20} {accuracy:.2%}")
     if report["skipped"]:
-        names = [name for name, _ in getattr(dataset, "skipped", [])[:3]]
-        more = ", ..." if report["skipped"] > len(names) else ""
-        click.echo(f"skipped {report['skipped']} unreadable images: {', '.join(names)}{more}")
+        more = ", ..." if len(skipped) > 3 else ""
+        click.echo(f"skipped {len(skipped)} unreadable images: {', '.join(skipped[:3])}{more}")
     click.echo(f"confusion matrix: {report['confusion_png']}")
 
 

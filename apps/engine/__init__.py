@@ -37,6 +37,7 @@ from .randomness import capture_rng_state, restore_rng_state, seed_everything
 from .run_dir import RunDirectoryError, default_run_directory, holds_run, prepare_run_directory, run_of, run_of_model
 from .run_log import MetricsLog, ProgressReporter, plot_training_curves, read_metrics
 from .sampling import ReproducibleSamples, ResumableBatchSampler
+from .splits import SPLIT_FILE, HeldOutSplit, data_fingerprint
 from .tasks import (
     CausalLMTask,
     ClassificationTask,

@@ -83,11 +83,15 @@ class HeldOutSplit:
             )
         return split
 
+    def to_json(self) -> str:
+        """The split as the JSON text :meth:`save` writes and :meth:`load` reads."""
+        return json.dumps({"format": _FORMAT, **asdict(self)}, indent=1) + "\n"
+
     def save(self, path: str | Path) -> Path:
         """Write the split as JSON to ``path`` (through a temporary file, so never half-written)."""
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps({"format": _FORMAT, **asdict(self)}, indent=1) + "\n", encoding="utf-8")
+        tmp.write_text(self.to_json(), encoding="utf-8")
         os.replace(tmp, path)
         return path
 

@@ -23,12 +23,16 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 from polyformer.apps.engine import (
+    SPLIT_FILE,
     ClassificationTask,
+    HeldOutSplit,
     TrainingConfig,
     TrainResult,
     evaluate,
     init_distributed,
+    resolve_checkpoint,
     resolve_precision,
+    run_of,
     seed_everything,
     train,
 )
@@ -53,7 +57,9 @@ __all__ = [
     "evaluate_classifier",
     "load_recipe",
     "open_eval_dataset",
+    "open_eval_split",
     "plot_confusion_matrix",
+    "skipped_images",
     "train_vision_classifier",
 ]
 
@@ -161,14 +167,33 @@ def _limited(dataset: Dataset, limit: int, seed: int) -> Dataset:
 
 
 def _same_items(a: Dataset, b: Dataset) -> bool:
-    """True when two opened datasets list the same files (a folder without a test split)."""
-    paths_a, paths_b = getattr(a, "paths", None), getattr(b, "paths", None)
-    return paths_a is not None and paths_a == paths_b
+    """True when two opened datasets are the same items (a folder without a test split)."""
+    same_root = getattr(a, "root", None) == getattr(b, "root", None)
+    return type(a) is type(b) and same_root and a.item_keys() == b.item_keys()
+
+
+@dataclass
+class ImageData:
+    """The datasets a run trains and validates on, and where the validation images come from."""
+
+    train: Dataset
+    eval: Dataset
+    eval_source: str  # e.g. "the test split of DATA" or "held out from DATA (split.json)"
+    split: HeldOutSplit | None = None  # the held-out split, saved as the run's split.json
+    warnings: list[str] = field(default_factory=list)
+
+
+def previous_split(resume: str | None) -> HeldOutSplit | None:
+    """The held-out split of the run a resume continues, if it saved one."""
+    if not resume:
+        return None
+    path = run_of(resolve_checkpoint(resume)) / SPLIT_FILE
+    return HeldOutSplit.load(path) if path.is_file() else None
 
 
 def build_datasets(
     recipe: VisionClassificationRecipe, train_set: ImageClassificationDataset, config: ViTConfig
-) -> tuple[Dataset, Dataset]:
+) -> ImageData:
     """Training and validation datasets with the transforms ``config`` needs.
 
     Args:
@@ -177,7 +202,9 @@ def build_datasets(
         config: the model's config (image size, channels, normalisation, class names).
 
     The validation data is ``data.eval``, else the test split of ``data.train``; a folder with
-    no test split gives up a seeded ``val_fraction`` of its images instead.
+    no test split gives up a seeded ``val_fraction`` of its images instead, recorded as a
+    :class:`HeldOutSplit` (the resumed run's own split when resuming) so that ``eval`` can score
+    exactly those images later. ``data.eval_limit`` limits validation during training only.
     """
     settings, seed = recipe.data, recipe.train.seed
     size, channels, mean, std = config.image_size, config.in_channels, config.image_mean, config.image_std
@@ -191,21 +218,35 @@ def build_datasets(
         eval_source, "test", eval_tf, skip_bad=settings.skip_bad, class_names=train_set.classes
     )
     train_data: Dataset = train_set
+    split, warnings = None, []
+    where = f"data.eval {settings.eval}" if settings.eval else f"the test split of {settings.train}"
     if not settings.eval and _same_items(train_set, eval_set):
-        order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(seed)).tolist()
-        held_out = max(1, round(settings.val_fraction * len(order)))
-        train_data, eval_set = Subset(train_set, sorted(order[held_out:])), Subset(eval_set, sorted(order[:held_out]))
-    return _limited(train_data, settings.train_limit, seed), _limited(eval_set, settings.eval_limit, seed + 1)
+        keys = train_set.item_keys()
+        split = previous_split(recipe.train.resume)
+        if split is None:
+            split = HeldOutSplit.make(keys, settings.val_fraction, seed, str(settings.train))
+        train_idx, val_idx, warnings = split.resolve(keys, str(settings.train))
+        train_data, eval_set = Subset(train_set, train_idx), Subset(eval_set, val_idx)
+        where = f"held out from {settings.train} ({split.fraction:.0%}, seed {split.seed}; saved as {SPLIT_FILE})"
+    return ImageData(
+        _limited(train_data, settings.train_limit, seed), _limited(eval_set, settings.eval_limit, seed + 1),
+        where, split, warnings,
+    )  # fmt: skip
 
 
-def _skipped_files(*datasets: Dataset) -> set[str]:
-    """Unreadable files that ``skip_bad`` left out of any of ``datasets`` (each counted once)."""
-    files = set()
-    for dataset in datasets:
-        while isinstance(dataset, Subset):
-            dataset = dataset.dataset
-        files.update(path for path, _ in getattr(dataset, "skipped", []))
-    return files
+def skipped_images(*datasets: Dataset) -> list[str]:
+    """Unreadable files that ``skip_bad`` left out of any of ``datasets`` (each once, sorted)."""
+    files: set[str] = set()
+    pending = list(datasets)
+    while pending:
+        dataset = pending.pop()
+        if isinstance(dataset, Subset):
+            pending.append(dataset.dataset)
+        elif isinstance(dataset, torch.utils.data.ConcatDataset):
+            pending.extend(dataset.datasets)
+        else:
+            files.update(path for path, _ in getattr(dataset, "skipped", []))
+    return sorted(files)
 
 
 def _task(recipe: VisionClassificationRecipe, num_classes: int) -> ClassificationTask:
@@ -238,23 +279,28 @@ def train_vision_classifier(recipe: VisionClassificationRecipe, echo: Callable[[
         )
     seed_everything(recipe.train.seed)
     model = build_model(recipe.model, classes)
-    train_data, eval_data = build_datasets(recipe, train_set, model.config)
+    datasets = build_datasets(recipe, train_set, model.config)
+    train_data, eval_data = datasets.train, datasets.eval
     cfg = model.config
     parameters = sum(p.numel() for p in model.parameters())
     shown = ", ".join(classes[:8]) + (f", ... ({len(classes)} in all)" if len(classes) > 8 else "")
     summary = [
         f"data: {data.train}: {len(train_data)} training / {len(eval_data)} validation images; {len(classes)} "
         f"classes ({shown}); images {cfg.in_channels}x{cfg.image_size}x{cfg.image_size} after transforms",
+        f"validation images: {datasets.eval_source}",
+        *(f"warning: {text}" for text in datasets.warnings),
         f"augmentation: crop scale {tuple(data.crop_scale)}, hflip {data.hflip}, {data.augment}, random erasing "
         f"{data.random_erasing}, mixup {data.mixup_alpha}, cutmix {data.cutmix_alpha}, label smoothing "
         f"{data.label_smoothing}",
         f"model: {recipe.model['preset']}, {parameters / 1e6:.2f}M parameters, random initialisation",
     ]
-    skipped = sorted(_skipped_files(train_data, eval_data))
+    skipped = skipped_images(train_data, eval_data)
     if skipped:
         more = ", ..." if len(skipped) > 3 else ""
         summary.append(f"skipped {len(skipped)} unreadable images: {', '.join(skipped[:3])}{more}")
     files = {"recipe.json": json.dumps(recipe.to_dict(), indent=2) + "\n"}
+    if datasets.split is not None:
+        files[SPLIT_FILE] = datasets.split.to_json()
     task = _task(recipe, len(classes))
     result = train(
         model, task, train_data, recipe.train, eval_data=eval_data, echo=echo, run_name=recipe.name,
@@ -271,11 +317,76 @@ def train_vision_classifier(recipe: VisionClassificationRecipe, echo: Callable[[
     return result
 
 
-def open_eval_dataset(model: ViT, source: str, split: str = "test", skip_bad: bool = False) -> Dataset:
-    """``split`` of ``source`` with the model's evaluation transform and class order."""
+EVAL_SPLITS = ("test", "val", "all")
+
+
+@dataclass
+class EvalData:
+    """The images ``eval`` scores, and a line saying which they are."""
+
+    dataset: Dataset
+    description: str
+    warnings: list[str] = field(default_factory=list)
+
+
+def open_eval_dataset(
+    model: ViT, source: str, split: str | None = "test", skip_bad: bool = False, run_dir: str | Path | None = None
+) -> Dataset:
+    """``split`` of ``source`` with the model's evaluation transform and class order (see :func:`open_eval_split`)."""
+    return open_eval_split(model, source, split, skip_bad, run_dir).dataset
+
+
+def open_eval_split(
+    model: ViT, source: str, split: str | None = None, skip_bad: bool = False, run_dir: str | Path | None = None
+) -> EvalData:
+    """The images of ``source`` to evaluate ``model`` on, never training images by accident.
+
+    Args:
+        model: the model (its evaluation transform and class order are used).
+        source: the data, as ``train`` takes it.
+        split: "test" (the data's own test split), "val" (the images the training run in
+            ``run_dir`` held out, from its ``split.json``), "all" (every image), or None: "test"
+            when the data has one, else "val".
+        skip_bad: skip unreadable images.
+        run_dir: the training run the model comes from (for "val").
+
+    Raises:
+        ValueError: the split is unknown or not available for this data and model; none of the
+            run's held-out images are in ``source``.
+    """
+    if split is not None and split not in EVAL_SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(EVAL_SPLITS)}")
     cfg = model.config
     transform = build_eval_transform(cfg.image_size, cfg.in_channels, cfg.image_mean, cfg.image_std)
-    return open_image_dataset(source, split, transform, skip_bad=skip_bad, class_names=cfg.class_names)
+
+    def opened(which: str) -> ImageClassificationDataset:
+        return open_image_dataset(source, which, transform, skip_bad=skip_bad, class_names=cfg.class_names)
+
+    test, train = opened("test"), opened("train")
+    has_test = not _same_items(test, train)
+    split_file = Path(run_dir) / SPLIT_FILE if run_dir is not None else None
+    held_out = split_file is not None and split_file.is_file()
+    if split is None:
+        split = "test" if has_test or not held_out else "val"
+    if split == "test":
+        if not has_test:
+            hint = "use --split val for the images the training run held out, or " if held_out else "use "
+            raise ValueError(f"{source} has no test split (one folder of class sub-folders); {hint}--split all")
+        return EvalData(test, f"images: the test split of {source} ({len(test)})")
+    if split == "all":
+        dataset = test if not has_test else torch.utils.data.ConcatDataset([train, test])
+        return EvalData(dataset, f"images: all {len(dataset)} of {source}, including any the model was trained on")
+    if not held_out:
+        where = f"run {run_dir}" if run_dir is not None else "this model (not a training run's model)"
+        raise ValueError(
+            f"{where} has no held-out split ({SPLIT_FILE}); it validated on a test split or on data.eval: "
+            "use --split test"
+        )
+    assert split_file is not None
+    saved = HeldOutSplit.load(split_file)
+    _, val_idx, warnings = saved.resolve(test.item_keys(), str(source))
+    description = f"images: the {len(val_idx)} images run {run_dir} held out from {saved.source} ({split_file})"
+    return EvalData(Subset(test, val_idx), description, warnings)
 
 
 def evaluate_classifier(model: ViT, dataset: Dataset, batch_size: int = 256, precision: str = "fp32") -> dict[str, Any]:

@@ -51,8 +51,18 @@ def test_train_eval_predict_and_resume(image_folder, tmp_path):
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
-    assert report["classes"] == list(CLASSES) and report["images"] == 30 and report["skipped"] == 1
-    assert sum(map(sum, report["confusion_matrix"])) == 30 and png.stat().st_size > 1000
+    held_out = json.loads((out / "split.json").read_text())["val_keys"]
+    assert len(held_out) == 3  # 10% of the 30 readable images
+    assert report["classes"] == list(CLASSES) and report["images"] == 3 and report["skipped"] == 1
+    assert sum(map(sum, report["confusion_matrix"])) == 3 and png.stat().st_size > 1000
+    assert "held out" in report["split"]
+    args = ["vision", "eval", str(image_folder), "--model", str(out), "--skip-bad", "--confusion-png", str(png)]
+    result = CliRunner().invoke(main, [*args, "--split", "all"])
+    assert result.exit_code == 0 and "all 30 of" in result.output and "including any the model was trained on" in (
+        result.output
+    )
+    result = CliRunner().invoke(main, [*args, "--split", "test"])
+    assert result.exit_code == 1 and "has no test split" in result.output and "--split val" in result.output
 
     images = [str(image_folder / "red" / "0.png"), str(image_folder / "blue" / "3.png")]
     result = CliRunner().invoke(
@@ -216,6 +226,29 @@ def test_eval_and_predict_need_a_model_and_an_existing_output_folder(image_folde
     assert result.exit_code == 2 and "does not exist" in result.output and not (tmp_path / "nowhere").exists()
     result = CliRunner().invoke(main, ["vision", "train", str(image_folder), "--nproc", "0"])
     assert result.exit_code == 2 and "--nproc" in result.output
+
+
+def test_eval_scores_exactly_the_held_out_images_and_warns_on_changed_data(image_folder, tmp_path):
+    import shutil
+
+    from polyformer.apps.recipes.vision_classification import open_eval_split
+    from polyformer.vision.vit import ViT
+
+    data = tmp_path / "data"
+    shutil.copytree(image_folder, data)
+    (data / "red" / "broken.png").unlink()
+    out = tmp_path / "run"
+    assert _train(data, out, "--max-steps", "2").exit_code == 0
+    held_out = json.loads((out / "split.json").read_text())["val_keys"]
+    model = ViT.from_pretrained(out / "model")
+    chosen = open_eval_split(model, str(data), None, run_dir=out)
+    keys = chosen.dataset.dataset.item_keys()
+    assert sorted(keys[i] for i in chosen.dataset.indices) == sorted(held_out) and chosen.warnings == []
+    (data / "blue" / "extra.png").write_bytes((data / "blue" / "0.png").read_bytes())
+    changed = open_eval_split(model, str(data), "val", run_dir=out)
+    assert len(changed.dataset) == len(held_out) and "data changed since the split was made" in changed.warnings[0]
+    with pytest.raises(ValueError, match="no held-out split"):
+        open_eval_split(model, "embedded", "val", run_dir=None)
 
 
 def test_model_accepts_the_weights_file(tmp_path):

@@ -75,7 +75,7 @@ from .positional import (
     sinusoidal_table,
 )
 from .presets import Preset, create_model, list_presets, register_preset
-from .pretrained import PretrainedModel, atomic_directory, read_state_dict, rename_by_rules
+from .pretrained import PretrainedModel, atomic_directory, head_parameter_names, read_state_dict, rename_by_rules
 from .seq_models import DecoderOnlyTransformer, EncoderDecoderTransformer, ModelOutput, TokenDecoder, TokenEmbedding
 from .stacks import (
     StackOutput,
@@ -167,6 +167,7 @@ __all__ = [
     "fuse_qkv_state",
     "generate",
     "greedy_search",
+    "head_parameter_names",
     "key_padding_only",
     "list_attention_backends",
     "list_presets",

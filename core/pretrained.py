@@ -28,6 +28,7 @@ __all__ = [
     "WEIGHTS_NAME",
     "PretrainedModel",
     "atomic_directory",
+    "head_parameter_names",
     "read_state_dict",
     "rename_by_rules",
     "unique_state_dict",
@@ -100,6 +101,9 @@ class PretrainedModel(nn.Module):
     """Base class of models with a config dataclass; adds save/load of a model directory."""
 
     config_class: ClassVar[type[ConfigBase]]
+    # Parameter-name prefixes of the task head: the part replaced when fine-tuning to another
+    # label set, and the only part trained while the backbone is frozen. () declares no head.
+    head_prefixes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: ConfigBase):
         super().__init__()
@@ -175,6 +179,33 @@ def _is_tied_copy(own: dict[str, torch.Tensor], name: str, loaded: dict[str, tor
     target = own[name]
     ptr = target.untyped_storage().data_ptr()
     return any(own[other].untyped_storage().data_ptr() == ptr for other in loaded if other in own and other != name)
+
+
+def head_parameter_names(model: nn.Module) -> set[str]:
+    """Names of the parameters of ``model``'s task head, from its ``head_prefixes``.
+
+    A name belongs to the head when it equals a prefix or starts with a prefix followed by ``"."``
+    (``"head"`` covers ``head.weight`` and ``head.bias``, not ``header.weight``). Tied copies are
+    listed under every name they have. A DDP/DataParallel wrapper is looked through: the inner
+    model's head names are returned under ``module.``, as ``wrapper.named_parameters()`` spells them.
+
+    Args:
+        model: a :class:`PretrainedModel`, a wrapper of one, or any module (which has no head).
+
+    Returns:
+        The head's parameter names; empty when the model declares no head (or its head, e.g. an
+        ``nn.Identity``, has no parameters).
+    """
+    prefixes = getattr(model, "head_prefixes", None)
+    inner = getattr(model, "module", None)
+    if prefixes is None and isinstance(inner, nn.Module) and getattr(inner, "head_prefixes", None) is not None:
+        return {f"module.{name}" for name in head_parameter_names(inner)}
+    prefixes = tuple(prefixes or ())
+    return {
+        name
+        for name, _ in model.named_parameters(remove_duplicate=False)
+        if any(name == prefix or name.startswith(f"{prefix}.") for prefix in prefixes)
+    }
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

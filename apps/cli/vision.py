@@ -22,6 +22,7 @@ from polyformer.apps.engine import (
 
 DEFAULT_CONFIGS = {"embedded": "fashion_mnist_embedded", "fashion-mnist": "fashion_mnist_full"}
 FALLBACK_CONFIG = "image_folder"
+FINETUNE_CONFIG = "image_folder_finetune"  # the default config with --init, whatever DATA is
 USER_ERRORS = (ValueError, FileNotFoundError, NonFiniteLossError)
 SHIPPED_MODEL = "vit_fashion_mnist"
 MODEL_HELP = (
@@ -87,6 +88,9 @@ def _apply_options(recipe, data: str, options: dict[str, Any]):
         recipe.data.skip_bad = True
     if options["preset"]:
         recipe.model["preset"] = options["preset"]
+    for name in ("freeze_backbone_steps", "layer_decay"):
+        if options[name] is not None:
+            recipe.train = recipe.train.replace(**{name: options[name]})
     return recipe
 
 
@@ -95,6 +99,23 @@ def _apply_options(recipe, data: str, options: dict[str, Any]):
 @click.argument("overrides", nargs=-1)
 @click.option("--config", "config_name", help="Recipe config: a shipped name or a TOML file [default: by DATA].")
 @click.option("--preset", help="ViT preset, e.g. vit_nano_patch4_28 (see `polyformer info`).")
+@click.option(
+    "--init",
+    type=click.Path(exists=True),
+    help="Fine-tune from these weights: a polyformer model/run/checkpoint directory, a Hugging Face ViT "
+    "directory, a timm directory or weights file. A new head is made when the classes differ "
+    f"[default config: {FINETUNE_CONFIG}].",
+)
+@click.option(
+    "--freeze-backbone-steps",
+    type=click.IntRange(min=0),
+    help="Train only the head for the first N steps (N >= all steps: a linear probe).",
+)
+@click.option(
+    "--layer-decay",
+    type=click.FloatRange(min=0, max=1, min_open=True),
+    help="Layer-wise learning-rate decay as timm's --layer-decay: block i of L learns at lr * d^(L+1-i).",
+)
 @click.option("--epochs", type=float, help="Passes over the training data.")
 @click.option("--max-steps", type=int, help="Optimizer steps (instead of epochs).")
 @click.option("--batch-size", type=int, help="Global batch size (all processes together).")
@@ -128,8 +149,13 @@ def train(data: str, overrides: tuple[str, ...], config_name: str | None, nproc:
     bad = [text for text in overrides if "=" not in text]
     if bad:
         raise click.UsageError(f"expected key=value overrides after DATA, got {bad}")
-    name = config_name or DEFAULT_CONFIGS.get(data, FALLBACK_CONFIG)
+    if options["init"] and options["preset"]:
+        raise click.UsageError("give --preset (a new model) or --init (pretrained weights to fine-tune), not both")
+    default = FINETUNE_CONFIG if options["init"] else DEFAULT_CONFIGS.get(data, FALLBACK_CONFIG)
+    name = config_name or default
     try:
+        if options["init"]:  # the [model] table is checked with it (it replaces the preset)
+            overrides = (*overrides, f"model.init={json.dumps(str(options['init']))}")
         recipe = _apply_options(load_recipe(name, overrides), data, options)
         train_vision_classifier(recipe, echo=click.echo)
     except TrainingInterrupted as stop:

@@ -29,9 +29,19 @@ from .distributed import (
     under_torchrun,
 )
 from .ema import ModelEMA
+from .finetune import load_for_finetuning
 from .interrupt import StopRequests, TrainingInterrupted
 from .loop import NonFiniteLossError, TrainResult, checkpoint_interval, evaluate, train
-from .optim import build_adamw, decay_parameter_groups, warmup_cosine_factor, warmup_cosine_schedule
+from .optim import (
+    build_adamw,
+    build_optimizer,
+    decay_parameter_groups,
+    layer_ids,
+    parameter_groups,
+    training_schedule,
+    warmup_cosine_factor,
+    warmup_cosine_schedule,
+)
 from .precision import autocast, resolve_precision
 from .randomness import capture_rng_state, restore_rng_state, seed_everything
 from .run_dir import RunDirectoryError, default_run_directory, holds_run, prepare_run_directory, run_of, run_of_model

@@ -31,6 +31,10 @@ class TrainingConfig:
     warmup_fraction: float = 0.05  # warmup length as a fraction of all steps (when warmup_steps is None)
     weight_decay: float = 0.05  # AdamW decay of matrices; norms, biases and embeddings get none
     betas: tuple[float, float] = (0.9, 0.999)  # AdamW betas
+    layer_decay: float | None = None  # fine-tuning: block i of L learns at lr * layer_decay ** (L + 1 - i),
+    # the head at lr (timm's --layer-decay); None = one learning rate for all
+    freeze_backbone_steps: int = 0  # fine-tuning: train only the head for the first N steps (>= all steps:
+    # a linear probe); the backbone then warms up from step N
     clip_grad_norm: float | None = 1.0  # clip the global gradient norm to this; None = no clipping
     precision: str = "auto"  # auto (bf16 where fast) | fp32 | bf16
     ema_decay: float | None = None  # keep an exponential moving average of the weights with this decay
@@ -68,6 +72,10 @@ class TrainingConfig:
             yield f"lr must be positive and min_lr_ratio in [0, 1] (got lr={self.lr}, min_lr_ratio={self.min_lr_ratio})"
         if not 0.0 <= self.warmup_fraction < 1.0 or (self.warmup_steps is not None and self.warmup_steps < 0):
             yield "warmup_fraction must be in [0, 1) and warmup_steps non-negative"
+        if self.layer_decay is not None and not 0.0 < self.layer_decay <= 1.0:
+            yield f"layer_decay must be in (0, 1] or None, got {self.layer_decay}"
+        if self.freeze_backbone_steps < 0:
+            yield f"freeze_backbone_steps must be >= 0, got {self.freeze_backbone_steps}"
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             yield f"betas must be two numbers in [0, 1), got {self.betas}"
         if self.precision not in PRECISIONS:

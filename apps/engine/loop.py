@@ -42,7 +42,7 @@ from .config import TrainingConfig
 from .distributed import DistributedContext, all_reduce_sum, init_distributed, wrap_model
 from .ema import ModelEMA
 from .interrupt import StopRequests, TrainingInterrupted
-from .optim import build_adamw, train_step, warmup_cosine_schedule
+from .optim import build_optimizer, train_step, training_schedule
 from .precision import autocast, resolve_precision
 from .randomness import seed_everything
 from .run_dir import prepare_run_directory
@@ -196,6 +196,19 @@ def _best_metric(config: TrainingConfig, task: TrainingTask) -> tuple[str | None
     return default if default is not None else (None, config.best_mode)
 
 
+def _fine_tuning_summary(config: TrainingConfig, total_steps: int) -> str:
+    """The layer-decay and frozen-backbone part of the optimizer line ("" when neither is on)."""
+    text = ""
+    if config.layer_decay is not None:
+        text += f", layer decay {config.layer_decay:g} (lr x {config.layer_decay:g}^(depth+1-layer), head at lr)"
+    steps = config.freeze_backbone_steps
+    if steps >= total_steps:
+        text += "; backbone frozen for the whole run (only the head trains: a linear probe)"
+    elif steps:
+        text += f"; backbone frozen for the first {steps} steps (head only), then warmed up again"
+    return text
+
+
 def _run_summary(run: _Run, train_items: int) -> list[str]:
     """What the engine will do, in a few lines (the recipe adds data, model and augmentation)."""
     config, context = run.config, run.context
@@ -210,8 +223,10 @@ def _run_summary(run: _Run, train_items: int) -> list[str]:
         f"steps: {run.total_steps} ({epochs:.3g} epochs of {run.sampler.steps_per_epoch} steps over "
         f"{train_items} training items); batch {config.batch_size} = {context.world_size} process(es) x "
         f"{config.grad_accum} micro-batch(es) x {run.sampler.micro_batch}",
-        f"optimizer: AdamW lr {config.lr:g}, weight decay {config.weight_decay:g}, warmup-cosine; "
-        f"precision {run.precision}" + (f"; EMA {config.ema_decay:g}" if config.ema_decay else ""),
+        f"optimizer: AdamW lr {config.lr:g}, weight decay {config.weight_decay:g}, warmup-cosine"
+        + _fine_tuning_summary(config, run.total_steps)
+        + f"; precision {run.precision}"
+        + (f"; EMA {config.ema_decay:g}" if config.ema_decay else ""),
     ]
     checkpoints = f"every {run.checkpoint_every} steps and at the end" if run.checkpoint_every else "at the end"
     line = f"checkpoints: {checkpoints}, last {config.keep_last} kept"
@@ -232,7 +247,10 @@ def _start_run(model, task, train_data, config, context, eval_data, collate_fn, 
         load_model_weights(model, resume_dir)  # before wrapping: DDP broadcasts, FSDP shards these
     seed_everything(config.seed + context.rank)
     module = wrap_model(model, context, config.fsdp)
-    optimizer = build_adamw(model, config.lr, config.weight_decay, config.betas)
+    optimizer = build_optimizer(
+        model, config.lr, config.weight_decay, config.betas, config.layer_decay,
+        split_head=config.freeze_backbone_steps > 0,
+    )  # fmt: skip
     sampler = ResumableBatchSampler(
         len(train_data), config.batch_size, config.grad_accum, context.rank, context.world_size, config.seed,
         keys_with_epoch=True,
@@ -252,7 +270,8 @@ def _start_run(model, task, train_data, config, context, eval_data, collate_fn, 
     best_metric, best_mode = _best_metric(config, task)
     run = _Run(
         config=config, context=context, task=task, model=model, module=module, optimizer=optimizer,
-        scheduler=warmup_cosine_schedule(optimizer, warmup, total, config.min_lr_ratio), sampler=sampler, loader=loader,
+        scheduler=training_schedule(optimizer, warmup, total, config.min_lr_ratio, config.freeze_backbone_steps),
+        sampler=sampler, loader=loader,
         precision=resolve_precision(config.precision, context.device), total_steps=total,
         manager=CheckpointManager(out / "checkpoints", config.keep_last, best_metric, best_mode),
         log=MetricsLog(out / "metrics.jsonl" if context.is_main else None),

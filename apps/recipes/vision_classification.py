@@ -1,10 +1,10 @@
 """Image classification with a ViT, explicitly: build the model, build the data, train, evaluate, save.
 
 A recipe is data: a TOML config (``apps/recipes/configs/*.toml``) with a ``[model]`` table (a
-ViT preset plus config overrides), a ``[data]`` table (:class:`ImageDataSettings`) and a
-``[train]`` table (:class:`~polyformer.apps.engine.TrainingConfig`), changed by ``key=value``
-overrides. The shipped checkpoint ``apps/checkpoints/vit_fashion_mnist`` comes from
-``fashion_mnist_embedded.toml``.
+ViT preset plus config overrides, or ``init``: pretrained weights to fine-tune), a ``[data]``
+table (:class:`ImageDataSettings`) and a ``[train]`` table
+(:class:`~polyformer.apps.engine.TrainingConfig`), changed by ``key=value`` overrides. The
+shipped checkpoint ``apps/checkpoints/vit_fashion_mnist`` comes from ``fashion_mnist_embedded.toml``.
 
 Shape legend: B batch, C channels, S image side, K classes.
 """
@@ -30,6 +30,7 @@ from polyformer.apps.engine import (
     TrainResult,
     evaluate,
     init_distributed,
+    load_for_finetuning,
     resolve_checkpoint,
     resolve_precision,
     run_of,
@@ -47,7 +48,7 @@ from polyformer.vision.data import (
     build_train_transform,
     open_image_dataset,
 )
-from polyformer.vision.vit import ViT, ViTConfig
+from polyformer.vision.vit import ViT, ViTConfig, adapt_vit_state, read_vit_source
 
 __all__ = [
     "ImageDataSettings",
@@ -55,6 +56,7 @@ __all__ = [
     "build_datasets",
     "build_model",
     "evaluate_classifier",
+    "initial_model",
     "load_recipe",
     "open_eval_dataset",
     "open_eval_split",
@@ -109,7 +111,10 @@ class VisionClassificationRecipe:
         }
 
 
-MODEL_KEYS: dict[str, Any] = {"preset": str}  # [model] keys besides the ViTConfig fields
+# [model] keys besides the ViTConfig fields: the preset of a new model, or the checkpoint to fine-tune
+# (anything read_vit_source reads; its architecture replaces the preset's)
+MODEL_KEYS: dict[str, Any] = {"preset": str, "init": str}
+KIND_NAMES = {"polyformer": "polyformer", "huggingface": "Hugging Face", "timm": "timm"}
 FROM_DATA = ("num_classes", "class_names")  # ViTConfig fields the data sets
 
 
@@ -120,8 +125,12 @@ def _check_model_table(table: dict[str, Any]) -> dict[str, Any]:
         if name in model:
             raise ConfigError(f"model.{name} is set from the training data's classes; remove it")
     presets = [p.name for p in list_presets() if p.name.startswith("vit_")]
+    if "init" in model:
+        if not model["init"].strip():
+            raise ConfigError("model.init: expected a checkpoint directory or weights file, got ''")
+        return model
     if "preset" not in model:
-        raise ConfigError(f"model.preset is missing; give one of: {', '.join(presets)}")
+        raise ConfigError(f"model.preset is missing; give one of: {', '.join(presets)} (or model.init=CHECKPOINT)")
     if model["preset"] not in presets:
         raise ConfigError(f"model.preset: unknown ViT preset {model['preset']!r}; known presets: {', '.join(presets)}")
     return model
@@ -147,16 +156,52 @@ def load_recipe(name_or_path: str | Path, overrides: Sequence[str] = ()) -> Visi
 
 
 def build_model(model_settings: dict[str, Any], class_names: Sequence[str]) -> ViT:
-    """The ViT preset with its config overrides, sized for ``class_names``."""
-    fields = {k: v for k, v in model_settings.items() if k != "preset"}
+    """The ViT preset with its config overrides (or the ``init`` checkpoint's weights), sized for ``class_names``."""
+    return initial_model(model_settings, class_names)[0]
+
+
+def initial_model(model_settings: dict[str, Any], class_names: Sequence[str]) -> tuple[ViT, list[str]]:
+    """The model a run starts from, and the run-summary lines saying what it is.
+
+    Without ``init``: the preset with the other ``[model]`` fields, initialised at random.
+    With ``init``: the checkpoint's architecture (the preset is ignored) with the other fields
+    applied on top (``image_size`` resamples the position table; dropout, drop path and the
+    attention backend may change; shape fields must match), its weights loaded for fine-tuning
+    (:func:`~polyformer.apps.engine.load_for_finetuning`: a new head when the classes differ).
+
+    Raises:
+        ConfigError: a field does not fit the preset or the checkpoint.
+        FileNotFoundError, ValueError: the checkpoint cannot be read.
+    """
+    fields = {k: v for k, v in model_settings.items() if k not in MODEL_KEYS}
     fields.update(num_classes=len(class_names), class_names=list(class_names))
+    if "init" not in model_settings:
+        try:
+            model = create_model(model_settings["preset"], **fields)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"model: {err}") from err
+        if not isinstance(model, ViT):
+            raise ValueError(f"preset {model_settings['preset']!r} is not a ViT; pick one of the vit_* presets")
+        parameters = sum(p.numel() for p in model.parameters())
+        return model, [f"model: {model_settings['preset']}, {parameters / 1e6:.2f}M parameters, random initialisation"]
+    source = read_vit_source(model_settings["init"])
     try:
-        model = create_model(model_settings["preset"], **fields)
+        config = source.config.replace(**fields)
+        state = adapt_vit_state(source.state, source.config, config)
     except (TypeError, ValueError) as err:
-        raise ConfigError(f"model: {err}") from err
-    if not isinstance(model, ViT):
-        raise ValueError(f"preset {model_settings['preset']!r} is not a ViT; pick one of the vit_* presets")
-    return model
+        raise ConfigError(f"model.init: {err}") from err
+    model = ViT(config)
+    lines = load_for_finetuning(model, state, source.description, class_names, source.config.class_names)
+    parameters = sum(p.numel() for p in model.parameters())
+    grid = f", position table resampled to {config.image_size}" if config.image_size != source.config.image_size else ""
+    ignored = f" (model.preset {model_settings['preset']} ignored)" if "preset" in model_settings else ""
+    summary = [
+        f"model: ViT from {KIND_NAMES[source.kind]} weights{ignored}: patch {config.patch_size} at "
+        f"{config.image_size}{grid}, width {config.d_model}, {config.num_layers} layers, "
+        f"{parameters / 1e6:.2f}M parameters",
+        *lines,
+    ]
+    return model, summary
 
 
 def _limited(dataset: Dataset, limit: int, seed: int) -> Dataset:
@@ -278,11 +323,10 @@ def train_vision_classifier(recipe: VisionClassificationRecipe, echo: Callable[[
             "classes (one sub-folder per class)"
         )
     seed_everything(recipe.train.seed)
-    model = build_model(recipe.model, classes)
+    model, model_lines = initial_model(recipe.model, classes)
     datasets = build_datasets(recipe, train_set, model.config)
     train_data, eval_data = datasets.train, datasets.eval
     cfg = model.config
-    parameters = sum(p.numel() for p in model.parameters())
     shown = ", ".join(classes[:8]) + (f", ... ({len(classes)} in all)" if len(classes) > 8 else "")
     summary = [
         f"data: {data.train}: {len(train_data)} training / {len(eval_data)} validation images; {len(classes)} "
@@ -292,7 +336,7 @@ def train_vision_classifier(recipe: VisionClassificationRecipe, echo: Callable[[
         f"augmentation: crop scale {tuple(data.crop_scale)}, hflip {data.hflip}, {data.augment}, random erasing "
         f"{data.random_erasing}, mixup {data.mixup_alpha}, cutmix {data.cutmix_alpha}, label smoothing "
         f"{data.label_smoothing}",
-        f"model: {recipe.model['preset']}, {parameters / 1e6:.2f}M parameters, random initialisation",
+        *model_lines,
     ]
     skipped = skipped_images(train_data, eval_data)
     if skipped:

@@ -32,6 +32,7 @@ class TinyClassifier(PretrainedModel):
     """Embedding-free MLP with a norm and a learned class bias token, enough to exercise the engine."""
 
     config_class = TinyConfig
+    head_prefixes = ("head",)  # what freeze_backbone_steps keeps training
 
     def __init__(self, config: TinyConfig):
         super().__init__(config)

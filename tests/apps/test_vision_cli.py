@@ -16,21 +16,6 @@ from polyformer.apps.recipes.vision_classification import load_recipe
 CLASSES = ("blue", "green", "red")
 
 
-@pytest.fixture(scope="module")
-def image_folder(tmp_path_factory):
-    """Three colour classes of noisy 20x24 RGB images, plus one corrupt file."""
-    root = tmp_path_factory.mktemp("images")
-    rng = np.random.default_rng(0)
-    for channel, name in zip((2, 1, 0), CLASSES):
-        (root / name).mkdir()
-        for i in range(10):
-            pixels = rng.integers(0, 80, (20, 24, 3), dtype=np.uint8)
-            pixels[..., channel] += 150
-            Image.fromarray(pixels).save(root / name / f"{i}.png")
-    (root / "red" / "broken.png").write_bytes(b"not an image")
-    return root
-
-
 def _train(folder, out, *extra):
     args = ["vision", "train", str(folder), "--preset", "vit_nano_patch4_32", "--batch-size", "8", "--out", str(out)]
     args += ["--skip-bad", "--quiet", "train.checkpoint_every=2", "train.plot=false", "train.precision=fp32", *extra]

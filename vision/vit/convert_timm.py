@@ -12,6 +12,7 @@ Shape legend: D model dim.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from polyformer.core import read_state_dict, rename_by_rules
 
 from .config import ViTConfig
 
-__all__ = ["TIMM_VIT_SIZES", "convert_timm_state_dict", "read_timm_vit", "vit_config_from_timm"]
+__all__ = ["TIMM_VIT_SIZES", "convert_timm_state_dict", "read_timm_vit", "timm_name_from_state", "vit_config_from_timm"]
 
 # size name -> (width D, depth L, heads H); the MLP is 4*D wide in all of them.
 TIMM_VIT_SIZES: dict[str, tuple[int, int, int]] = {
@@ -106,6 +107,50 @@ def vit_config_from_timm(name: str, state: dict[str, Tensor]) -> ViTConfig:
         pool="mean" if "fc_norm.weight" in state or not class_token else "cls",
         layer_scale=1e-5 if "blocks.0.ls1.gamma" in state else None,
     )
+
+
+def timm_name_from_state(state: dict[str, Tensor]) -> str:
+    """The timm name ``vit_<size>_patch<P>_<S>`` of a timm ``VisionTransformer`` state dict.
+
+    The size comes from the width (``patch_embed.proj.weight`` is (D, C, P, P)) and the depth
+    (the ``blocks.N`` indices), which must both match one of :data:`TIMM_VIT_SIZES`; the patch
+    side P from the same weight; the image side S from the position rows after the class token
+    (a square grid of (S / P)^2 patches).
+
+    Raises:
+        ValueError: the state dict is not a timm ViT, or its shape matches no named timm size.
+    """
+    proj = state.get("patch_embed.proj.weight")
+    if proj is None or proj.dim() != 4 or "pos_embed" not in state:
+        hint = ""
+        if "pos_embed.weight" in state:
+            hint = " (these look like polyformer ViT weights: give the model directory with its config.json)"
+        elif any(key.startswith(("vit.", "embeddings.")) for key in state):
+            hint = " (these look like Hugging Face ViT weights: give the directory with their config.json)"
+        raise ValueError(
+            "not a timm VisionTransformer state dict: expected 'patch_embed.proj.weight' (D, C, P, P) and "
+            f"'pos_embed'; found {len(state)} tensors such as {sorted(state)[:4]}{hint}"
+        )
+    width, patch = int(proj.shape[0]), int(proj.shape[2])
+    if proj.shape[2] != proj.shape[3]:
+        raise ValueError(f"timm ViT patches must be square, got patch_embed.proj.weight {tuple(proj.shape)}")
+    depth = len({key.split(".")[1] for key in state if key.startswith("blocks.")})
+    size = next((s for s, (dim, layers, _) in TIMM_VIT_SIZES.items() if (dim, layers) == (width, depth)), None)
+    if size is None:
+        known = ", ".join(f"{s} (width {d}, depth {L})" for s, (d, L, _) in TIMM_VIT_SIZES.items())
+        raise ValueError(
+            f"timm ViT weights have width {width} and depth {depth}, which match no named timm ViT size; "
+            f"known sizes: {known}"
+        )
+    prefix = 1 if "cls_token" in state else 0
+    patches = int(state["pos_embed"].shape[1]) - prefix
+    side = math.isqrt(max(patches, 0))
+    if patches <= 0 or side * side != patches:
+        raise ValueError(
+            f"timm ViT weights have {patches} patch positions (after {prefix} class token), not a square grid "
+            "(models with no_embed_class or registers are not supported)"
+        )
+    return f"vit_{size}_patch{patch}_{side * patch}"
 
 
 def convert_timm_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor]:

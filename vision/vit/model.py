@@ -96,6 +96,7 @@ class ViT(PretrainedModel):
 
     config_class = ViTConfig
     config: ViTConfig
+    head_prefixes = ("head",)
 
     def __init__(self, config: ViTConfig | None = None):
         config = ViTConfig() if config is None else config

@@ -144,7 +144,7 @@ def _estimate_bytes(spec: str, n: int, heads: int, head_dim: int, backward: bool
     """Predicted peak bytes of one call, from the backend's own earlier lengths where measured."""
     measured = [r for r in history if r.backend == spec and r.status == "ok" and r.peak_bytes]
     if parse_backend_spec(spec)[0] == "eager":
-        factor = 6 if backward else 3  # score-sized float32 tensors alive at once
+        factor = 6 if backward else 2  # score-sized float32 tensors alive at once (forward: measured)
         return factor * heads * n * n * 4
     if len(measured) >= 2:
         (n0, p0), (n1, p1) = [(r.n, r.peak_bytes) for r in measured[-2:]]

@@ -7,6 +7,7 @@ This module only parses options and prints; the work is in
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,11 @@ def _check_output_file(path: str) -> None:
         raise click.BadParameter(f"directory {parent} does not exist; create it first", param_hint="output path")
 
 
+def _secondary_process() -> bool:
+    """True on the processes of a multi-process run other than rank 0 (which alone prints errors)."""
+    return under_torchrun() and os.environ.get("RANK", "0") != "0"
+
+
 @click.group()
 def vision() -> None:
     """ViT image classification: train, eval, predict."""
@@ -65,7 +71,11 @@ def _argv_without_nproc(ctx: click.Context) -> list[str]:
             argv.append(param.opts[0])
         else:
             argv += [param.opts[0], str(value)]
-    return [*ctx.command_path.split()[1:], *argv]
+    names, level = [], ctx
+    while level.parent is not None:  # "vision train", however the root command was started
+        names.append(level.info_name)
+        level = level.parent
+    return [*reversed(names), *argv]
 
 
 def _apply_options(recipe, data: str, options: dict[str, Any]):
@@ -142,15 +152,15 @@ def train(data: str, overrides: tuple[str, ...], config_name: str | None, nproc:
 
     OVERRIDES are recipe config fields as key=value, e.g. `train.weight_decay=0.1 data.augment=trivialaugment`.
     """
-    if nproc > 1 and not under_torchrun():
-        raise SystemExit(launch_with_torchrun(nproc, _argv_without_nproc(click.get_current_context())))
-    from polyformer.apps.recipes.vision_classification import load_recipe, train_vision_classifier
-
     bad = [text for text in overrides if "=" not in text]
     if bad:
         raise click.UsageError(f"expected key=value overrides after DATA, got {bad}")
     if options["init"] and options["preset"]:
         raise click.UsageError("give --preset (a new model) or --init (pretrained weights to fine-tune), not both")
+    if nproc > 1 and not under_torchrun():
+        raise SystemExit(launch_with_torchrun(nproc, _argv_without_nproc(click.get_current_context())))
+    from polyformer.apps.recipes.vision_classification import load_recipe, train_vision_classifier
+
     default = FINETUNE_CONFIG if options["init"] else DEFAULT_CONFIGS.get(data, FALLBACK_CONFIG)
     name = config_name or default
     try:
@@ -159,9 +169,12 @@ def train(data: str, overrides: tuple[str, ...], config_name: str | None, nproc:
         recipe = _apply_options(load_recipe(name, overrides), data, options)
         train_vision_classifier(recipe, echo=click.echo)
     except TrainingInterrupted as stop:
-        click.echo(str(stop), err=True)
+        if not _secondary_process():
+            click.echo(str(stop), err=True)
         raise SystemExit(stop.exit_code) from None
     except USER_ERRORS as err:
+        if _secondary_process():
+            raise SystemExit(1) from None  # every process failed the same way; the first one says why
         raise click.ClickException(str(err)) from err
     finally:
         shutdown_distributed()

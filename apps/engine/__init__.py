@@ -25,7 +25,6 @@ from .distributed import (
     init_distributed,
     launch_with_torchrun,
     shutdown_distributed,
-    torchrun_command,
     under_torchrun,
 )
 from .ema import ModelEMA

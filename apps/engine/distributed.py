@@ -4,13 +4,19 @@ and a launcher that re-runs a command under ``torch.distributed.run``.
 Under ``torchrun`` (environment variables ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
 ``MASTER_ADDR``, ``MASTER_PORT``) the process group uses NCCL on CUDA and gloo on CPU; without
 them everything runs in this process and the collectives below are no-ops.
+
+gloo prints ``[Gloo] Rank N is connected to M peer ranks ...`` from C++ on every process when the
+group connects; :func:`init_distributed` sends the process's native stdout to ``/dev/null`` for
+that moment only, so a run's output is its own. Errors still reach stderr.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,13 +30,13 @@ __all__ = [
     "gather_objects",
     "init_distributed",
     "shutdown_distributed",
-    "torchrun_command",
     "under_torchrun",
     "launch_with_torchrun",
     "wrap_model",
 ]
 
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+_AGENT_LOGS = ("torch.distributed.elastic", "torch.distributed.launcher")  # the launcher's own loggers
 
 
 @dataclass(frozen=True)
@@ -79,9 +85,29 @@ def init_distributed(device: str | None = None) -> DistributedContext:
     if use_cuda:
         torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        with contextlib.nullcontext() if use_cuda else _native_stdout_silenced():
+            dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+            dist.barrier()  # the gloo mesh is connected (and has printed) by the end of this
     where = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
     return DistributedContext(rank=rank, world_size=world_size, local_rank=local_rank, device=where)
+
+
+@contextlib.contextmanager
+def _native_stdout_silenced() -> Iterator[None]:
+    """File descriptor 1 points at /dev/null inside the block; C buffers are flushed on both sides."""
+    libc = ctypes.CDLL(None)
+    sys.stdout.flush()
+    libc.fflush(None)
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        libc.fflush(None)
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
 
 
 def shutdown_distributed() -> None:
@@ -129,28 +155,51 @@ def gather_objects(value: Any, context: DistributedContext) -> list[Any]:
     return gathered
 
 
-def torchrun_command(nproc: int, module_args: Sequence[str], module: str = "polyformer.apps") -> list[str]:
-    """The argv that runs ``python -m module module_args...`` in ``nproc`` processes on this node."""
-    return [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-        "-m", module, *module_args,
-    ]
-
-
 def launch_with_torchrun(nproc: int, module_args: Sequence[str], module: str = "polyformer.apps") -> int:
-    """Run ``python -m module module_args...`` under torchrun with ``nproc`` processes and wait.
+    """Run ``python -m module module_args...`` in ``nproc`` processes on this node and wait.
 
-    The caller's own ``--nproc`` option must already be removed from ``module_args``.
+    The same launch as ``torchrun --standalone --nproc-per-node=nproc`` (torch's elastic agent,
+    no restarts), started from this process so that the agent's own report of a failed process
+    (a log line and a ``ChildFailedError`` traceback on top of the process's own error message)
+    stays out of the output: a process that exits with an error has already said why. A process
+    killed by a signal is reported in one line. The caller's own ``--nproc`` option must already
+    be removed from ``module_args``.
 
     Returns:
-        torchrun's exit status.
+        0, or the exit status of the first process that failed (128 + N for a signal N).
     """
-    import subprocess
+    import logging
+    import uuid
+
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     if nproc < 1:
         raise ValueError(f"--nproc must be at least 1, got {nproc}")
-    env = dict(os.environ)
     if not torch.cuda.is_available():
-        threads = max(1, (os.cpu_count() or 1) // nproc)
-        env.setdefault("OMP_NUM_THREADS", str(threads))
-    return subprocess.call(torchrun_command(nproc, module_args, module), env=env)
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    config = LaunchConfig(
+        min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()), rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0", max_restarts=0,
+    )  # fmt: skip
+    agent_logs = [
+        logging.getLogger(name) for name in list(logging.Logger.manager.loggerDict) if name.startswith(_AGENT_LOGS)
+    ]
+    levels = [log.level for log in agent_logs]
+    for log in agent_logs:
+        log.setLevel(logging.CRITICAL)
+    try:
+        elastic_launch(config, sys.executable)("-m", module, *module_args)
+    except SignalException as error:  # Ctrl-C or SIGTERM: the agent passed it on to the processes,
+        return 128 + int(error.sigval)  # which saved a checkpoint and said how to resume
+    except ChildFailedError as error:
+        rank, failure = error.get_first_failure()
+        if failure.exitcode < 0:
+            print(f"process {rank} of {nproc} was killed by signal {-failure.exitcode}", file=sys.stderr)
+            return 128 - failure.exitcode
+        return failure.exitcode
+    finally:
+        for log, level in zip(agent_logs, levels):
+            log.setLevel(level)
+    return 0

@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from .distributed import DistributedContext, all_reduce_sum
+from .distributed import DistributedContext, all_reduce_sum, under_torchrun
 
 __all__ = ["StopRequests", "TrainingInterrupted"]
 
@@ -66,8 +66,10 @@ class StopRequests:
         self._previous.clear()
 
     def _handle(self, number: int, frame: FrameType | None) -> None:
-        if self.signal_number and number == signal.SIGINT:
-            raise KeyboardInterrupt  # a second Ctrl-C: stop now, without the checkpoint
+        if self.signal_number and number == signal.SIGINT and not under_torchrun():
+            # a second Ctrl-C: stop now, without the checkpoint. (Under torchrun the launcher passes
+            # the Ctrl-C the terminal already sent on to every process: the same request again.)
+            raise KeyboardInterrupt
         self.signal_number = number
 
     def requested(self, context: DistributedContext) -> int:

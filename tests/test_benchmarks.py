@@ -61,3 +61,12 @@ def test_ddp_precision_prints_every_comparison():
     assert all(value < 1e-4 for values in fp32 for value in values)  # max |dw| after steps 1 and 3, rel-L2
     assert rows["bf16", "repeat"] == [0.0] * 4  # one process in bf16 is deterministic
     assert "DDP buckets torch.float32" in out
+
+
+def test_finetune_gain_prints_the_three_runs():
+    out = run_script("finetune_gain.py", "--per-class", "10", "--seeds", "0")
+    assert out.startswith("30 images in 3 classes")
+    rows = [line for line in out.splitlines() if " mean " in line]
+    assert [row.split(" mean ")[0].strip() for row in rows] == [
+        "init (image_folder_finetune)", "scratch, same recipe", "scratch, image_folder recipe",
+    ]  # fmt: skip

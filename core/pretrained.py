@@ -27,8 +27,10 @@ __all__ = [
     "CONFIG_NAME",
     "WEIGHTS_NAME",
     "PretrainedModel",
+    "HF_ACTIVATIONS",
     "atomic_directory",
     "head_parameter_names",
+    "read_hf_weights",
     "read_state_dict",
     "rename_by_rules",
     "unique_state_dict",
@@ -38,6 +40,15 @@ __all__ = [
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 M = TypeVar("M", bound="PretrainedModel")
+# Hugging Face configs' ``hidden_act`` -> our activation names (shared by every converter).
+HF_ACTIVATIONS = {
+    "gelu": "gelu",
+    "gelu_new": "gelu_tanh",
+    "gelu_pytorch_tanh": "gelu_tanh",
+    "relu": "relu",
+    "silu": "silu",
+    "swish": "silu",
+}
 
 
 class atomic_directory:
@@ -236,6 +247,22 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path} does not hold a state dict of tensors (found {type(state).__name__})")
     return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def read_hf_weights(directory: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a Hugging Face model directory: ``model.safetensors``, else ``pytorch_model.bin``.
+
+    Raises:
+        FileNotFoundError: neither file is there (sharded checkpoints are not supported).
+    """
+    directory = Path(directory)
+    for name in (WEIGHTS_NAME, "pytorch_model.bin"):
+        if (directory / name).is_file():
+            return read_state_dict(directory / name)
+    raise FileNotFoundError(
+        f"{directory} has a Hugging Face config.json but neither {WEIGHTS_NAME} nor pytorch_model.bin "
+        "(sharded checkpoints are not supported)"
+    )
 
 
 def rename_by_rules(name: str, rules: list[tuple[str, str]]) -> str | None:

@@ -11,47 +11,22 @@ from polyformer.core import (
     EncoderForSequenceClassification,
     EncoderForTokenClassification,
     EncoderOnlyTransformer,
-    fuse_qkv_state,
     mask_tokens,
     mean_pool,
-    rename_by_rules,
     token_cross_entropy,
 )
+from polyformer.core.convert_hf_bert import convert_hf_bert_state_dict
 
 TINY = dict(
     vocab_size=50, d_model=32, num_heads=4, num_layers=2, d_ff=64, max_len=24, dropout=0.0, attention_dropout=0.0
 )
 
-# Test-only name mapping from transformers' BERT to ours (a text-domain converter will own it).
-RULES = [
-    (r"^bert\.embeddings\.word_embeddings\.", "backbone.embed.tokens."),
-    (r"^bert\.embeddings\.position_embeddings\.weight$", "backbone.embed.positions.weight"),
-    (r"^bert\.embeddings\.token_type_embeddings\.", "backbone.embed.token_types."),
-    (r"^bert\.embeddings\.LayerNorm\.", "backbone.embed.norm."),
-    (r"^bert\.encoder\.layer\.(\d+)\.attention\.self\.query\.", r"backbone.encoder.layers.\1.self_attn.q_proj."),
-    (r"^bert\.encoder\.layer\.(\d+)\.attention\.self\.key\.", r"backbone.encoder.layers.\1.self_attn.k_proj."),
-    (r"^bert\.encoder\.layer\.(\d+)\.attention\.self\.value\.", r"backbone.encoder.layers.\1.self_attn.v_proj."),
-    (r"^bert\.encoder\.layer\.(\d+)\.attention\.output\.dense\.", r"backbone.encoder.layers.\1.self_attn.out_proj."),
-    (r"^bert\.encoder\.layer\.(\d+)\.attention\.output\.LayerNorm\.", r"backbone.encoder.layers.\1.self_attn_norm."),
-    (r"^bert\.encoder\.layer\.(\d+)\.intermediate\.dense\.", r"backbone.encoder.layers.\1.feed_forward.fc1."),
-    (r"^bert\.encoder\.layer\.(\d+)\.output\.dense\.", r"backbone.encoder.layers.\1.feed_forward.fc2."),
-    (r"^bert\.encoder\.layer\.(\d+)\.output\.LayerNorm\.", r"backbone.encoder.layers.\1.ffn_norm."),
-    (r"^bert\.pooler\.dense\.", "backbone.pooler.0."),
-    (r"^cls\.predictions\.transform\.dense\.", "mlm_head.dense."),
-    (r"^cls\.predictions\.transform\.LayerNorm\.", "mlm_head.norm."),
-    (r"^cls\.predictions\.decoder\.weight$", "mlm_head.decoder.weight"),
-    (r"^cls\.predictions\.bias$", "mlm_head.bias"),
-    (r"^classifier\.", "classifier."),
-]
-
 
 def _from_hf(hf_model) -> dict[str, torch.Tensor]:
-    state = {}
-    for name, tensor in hf_model.state_dict().items():
-        new = rename_by_rules(name, RULES)
-        if new is not None:
-            state[new] = tensor
-    return fuse_qkv_state(state)
+    """The reference's weights under our names (the backbone under ``backbone.``, as the head models hold it)."""
+    state = convert_hf_bert_state_dict(hf_model.state_dict())
+    heads = ("mlm_head.", "classifier.")
+    return {name if name.startswith(heads) else f"backbone.{name}": t for name, t in state.items()}
 
 
 def _hf_config(**changes) -> BertConfig:

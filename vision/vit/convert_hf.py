@@ -19,20 +19,11 @@ from typing import Any
 
 from torch import Tensor
 
-from polyformer.core import fuse_qkv_state, read_state_dict, rename_by_rules
+from polyformer.core import HF_ACTIVATIONS, fuse_qkv_state, read_hf_weights, rename_by_rules
 
 from .config import ViTConfig
 
 __all__ = ["convert_hf_state_dict", "is_hf_vit_directory", "read_hf_vit", "vit_config_from_hf"]
-
-HF_ACTIVATIONS = {
-    "gelu": "gelu",
-    "gelu_new": "gelu_tanh",
-    "gelu_pytorch_tanh": "gelu_tanh",
-    "relu": "relu",
-    "silu": "silu",
-    "swish": "silu",
-}
 
 # (pattern on the name without the "vit." prefix, our name); the first match wins.
 _RENAMES: list[tuple[str, str]] = [
@@ -141,16 +132,6 @@ def convert_hf_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor]:
     return fuse_qkv_state(out)
 
 
-def _read_weights(directory: Path) -> dict[str, Tensor]:
-    for name in ("model.safetensors", "pytorch_model.bin"):
-        if (directory / name).is_file():
-            return read_state_dict(directory / name)
-    raise FileNotFoundError(
-        f"{directory} has a Hugging Face config.json but neither model.safetensors nor pytorch_model.bin "
-        "(sharded checkpoints are not supported)"
-    )
-
-
 def read_hf_vit(directory: str | Path) -> tuple[ViTConfig, dict[str, Tensor]]:
     """Config and renamed weights of a local Hugging Face ViT directory (nothing is downloaded)."""
     directory = Path(directory)
@@ -160,7 +141,7 @@ def read_hf_vit(directory: str | Path) -> tuple[ViTConfig, dict[str, Tensor]]:
     if pre_path.is_file():
         preprocessor = json.loads(pre_path.read_text())
     config = vit_config_from_hf(hf, preprocessor)
-    state = convert_hf_state_dict(_read_weights(directory))
+    state = convert_hf_state_dict(read_hf_weights(directory))
     if "head.weight" not in state:  # a ViTModel without a classifier: a feature extractor
         config = config.replace(num_classes=0, class_names=None)
     return config, state

@@ -44,6 +44,7 @@ TOKENIZER_FILE = "tokenizer.json"
 TOKENIZER_CONFIG = "tokenizer_config.json"
 SPECIAL_TOKENS_MAP = "special_tokens_map.json"
 VOCAB_FILE = "vocab.txt"
+BPE_VOCAB, BPE_MERGES = "vocab.json", "merges.txt"  # GPT-2's byte-level BPE files
 TOKENIZER_KINDS = ("wordpiece", "bpe", "unigram")
 
 
@@ -225,8 +226,27 @@ class TextTokenizer:
         return cls(tokenizer, specials, max_length)
 
     @classmethod
+    def from_bpe_files(
+        cls,
+        vocab: str | Path,
+        merges: str | Path,
+        settings: dict[str, Any] | None = None,
+        max_length: int | None = None,
+    ) -> TextTokenizer:
+        """A GPT-2 style byte-level BPE from ``vocab.json`` + ``merges.txt`` (no tokens added around the text)."""
+        try:
+            model = models.BPE.from_file(str(vocab), str(merges))
+        except Exception as err:  # tokenizers raises a bare Exception on malformed files
+            raise ValueError(f"cannot read the BPE files {vocab} and {merges}: {err}") from err
+        tokenizer = Tokenizer(model)
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tokenizer.decoder = decoders.ByteLevel()
+        return cls(tokenizer, _roles(tokenizer, settings or {}), max_length)
+
+    @classmethod
     def load(cls, path: str | Path) -> TextTokenizer:
-        """Load a ``tokenizer.json``, a ``vocab.txt``, or a directory holding one of them.
+        """Load a ``tokenizer.json``, a ``vocab.txt``, or a directory holding one of them (or GPT-2's
+        ``vocab.json`` + ``merges.txt``).
 
         The token roles come from the directory's ``tokenizer_config.json`` and
         ``special_tokens_map.json`` when present (ours or Hugging Face's), else from the usual
@@ -247,8 +267,12 @@ class TextTokenizer:
                 path = path / TOKENIZER_FILE
             elif (path / VOCAB_FILE).is_file():
                 path = path / VOCAB_FILE
+            elif (path / BPE_VOCAB).is_file() and (path / BPE_MERGES).is_file():
+                return cls.from_bpe_files(path / BPE_VOCAB, path / BPE_MERGES, settings, max_length)
             else:
-                raise FileNotFoundError(f"{path} holds neither {TOKENIZER_FILE} nor {VOCAB_FILE}")
+                raise FileNotFoundError(
+                    f"{path} holds neither {TOKENIZER_FILE}, {VOCAB_FILE} nor {BPE_VOCAB} + {BPE_MERGES}"
+                )
         if not path.is_file():
             raise FileNotFoundError(f"tokenizer {path} not found")
         if path.name == VOCAB_FILE or path.suffix == ".txt":

@@ -94,8 +94,18 @@ def test_bad_inputs_are_clear(tmp_path, corpus_file):
         tokenizer.encode([])
     with pytest.raises(ValueError, match="2 second segments for 1 texts"):
         tokenizer.encode(["a"], pairs=["b", "c"])
-    with pytest.raises(FileNotFoundError, match="holds neither tokenizer.json nor vocab.txt"):
+    with pytest.raises(FileNotFoundError, match=r"holds neither tokenizer.json, vocab.txt nor vocab.json \+ merges"):
         TextTokenizer.load(tmp_path)
     (tmp_path / "broken.json").write_text("{}")
     with pytest.raises(ValueError, match="not a tokenizers tokenizer.json"):
         TextTokenizer.load(tmp_path / "broken.json")
+
+
+def test_gpt2_vocab_and_merges_match_transformers(corpus_file, tmp_path):
+    trained = TextTokenizer.train([corpus_file], kind="bpe", vocab_size=400)
+    trained.tokenizer.model.save(str(tmp_path))  # writes vocab.json and merges.txt
+    ours = TextTokenizer.load(tmp_path)
+    reference = transformers.GPT2TokenizerFast.from_pretrained(tmp_path)  # reads the same two files
+    for text in SAMPLES + [" leading space", "Ñandú 🙂"]:
+        assert ours.encode(text).input_ids[0].tolist() == reference(text)["input_ids"], text
+        assert ours.decode(ours.encode(text).input_ids[0]) == text

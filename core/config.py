@@ -182,6 +182,8 @@ class TransformerConfig(ConfigBase):
     moe_capacity_factor: float = 1.25  # expert capacity as a multiple of the balanced load; 0 = never drop tokens
     scale_embeddings: bool = True  # multiply token embeddings by sqrt(D)
     tie_embeddings: bool = True  # share input embeddings with the output projection
+    embedding_norm: bool = False  # a norm after each embedding sum, source and target (BART's layernorm_embedding)
+    logits_bias: bool = False  # a learned bias added to the output logits (Marian's and BART's final_logits_bias)
     pad_id: int = 0  # padding token id
     bos_id: int = 1  # beginning-of-sequence token id (decoder start)
     eos_id: int = 2  # end-of-sequence token id

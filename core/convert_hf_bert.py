@@ -42,6 +42,7 @@ from .pretrained import (
     WEIGHTS_NAME,
     PretrainedModel,
     atomic_directory,
+    hf_model_type,
     read_hf_weights,
     rename_by_rules,
 )
@@ -119,11 +120,7 @@ _EXPORTED_ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu")  # the Hugging Face
 
 def is_hf_bert_directory(directory: str | Path) -> bool:
     """True when ``directory/config.json`` is a Hugging Face BERT config (``model_type`` "bert")."""
-    try:
-        data = json.loads((Path(directory) / CONFIG_NAME).read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    return isinstance(data, dict) and data.get("model_type") == "bert"
+    return hf_model_type(directory) == "bert"
 
 
 def encoder_config_from_hf_bert(hf: dict[str, Any]) -> EncoderConfig:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .logit_processors import LogitProcessorList, build_logit_processors
@@ -207,24 +208,41 @@ def beam_search(
     pad_id: int = 0,
     prompt_mask: Tensor | None = None,
     length_penalty: float = 1.0,
+    early_stopping: bool | str = False,
     processors: Sequence[LogitProcessorFn] | None = None,
     callback: StepCallback | None = None,
 ) -> GenerationOutput:
-    """Keep the ``num_beams`` best hypotheses per input by length-normalised log-probability.
+    """Keep ``num_beams`` live hypotheses per input; return the best finished ones by length-normalised score.
+
+    The algorithm of Hugging Face transformers' beam search, step for step, so that the same
+    model gives the same tokens: each step ranks all ``K * V`` continuations by their summed
+    log-probability and keeps the best ``2K``; the best ``K`` of those that do not end in EOS
+    live on, and those among the first ``K`` that end in EOS (or reach ``max_new_tokens``)
+    compete for the ``K`` finished slots by ``sum log p / generated_length ** length_penalty``.
 
     Args:
         length_penalty: exponent of the length in the normalisation; >1 favours longer
             outputs, 0 ranks by raw log-probability.
-        processors: applied in order to the log-probabilities (B*K, V) of every hypothesis,
-            with its own generated tokens (B*K, L) (row ``b * K + k``), before they are added
-            to the beam scores. Finished hypotheses still emit only padding, at no cost.
-        callback: called after every step as ``callback(step, tokens (B, K))`` with the token
-            each hypothesis just took, best hypothesis first. Hypotheses are reordered between
-            steps, so for streaming these are tentative: only ``sequences`` is final.
+        early_stopping: when to stop: True as soon as every input has ``K`` finished
+            hypotheses; False (transformers' default) also when no live hypothesis can beat the
+            worst finished one at its current length; "never" when none could at the longest
+            possible length (the canonical beam search).
+        processors: applied in order to the log-probabilities (B*K, V) of every live
+            hypothesis, with its own generated tokens (B*K, L) (row ``b * K + k``), before they
+            are added to the beam scores.
+        callback: called after every step as ``callback(step, tokens (B, K))`` with the last
+            token of each live hypothesis, best first. They are tentative: only ``sequences`` is final.
+
+    Returns:
+        ``sequences`` (B, L): the best finished hypothesis of each input, padded with ``pad_id``
+        after its EOS; ``scores`` (B,) its normalised score; ``beams`` (B, K, L) and
+        ``beam_scores`` (B, K): all ``K`` finished hypotheses, best first.
     """
     _validate(prompt, max_new_tokens, eos_id, pad_id)
     if num_beams < 1:
         raise ValueError(f"num_beams must be at least 1, got {num_beams}")
+    if early_stopping not in (True, False, "never"):
+        raise ValueError(f"early_stopping must be True, False or 'never', got {early_stopping!r}")
     b, k, device = prompt.shape[0], num_beams, prompt.device
     process = _as_processor(processors)
     expand = torch.arange(b, device=device).repeat_interleave(k)
@@ -233,40 +251,64 @@ def beam_search(
     prompt_mask = None if prompt_mask is None else prompt_mask.index_select(0, expand)
     logits = model.step(prompt, cache, prompt_mask)[:, -1]  # (B*K, V)
     vocab = logits.shape[-1]
-    if k > vocab:
-        raise ValueError(f"num_beams={k} is larger than the vocabulary ({vocab})")
-    scores = torch.full((b, k), float("-inf"), device=device)
-    scores[:, 0] = 0.0  # all beams start identical: expand only the first
-    finished = torch.zeros(b, k, dtype=torch.bool, device=device)
-    lengths = torch.zeros(b, k, device=device)
-    tokens = torch.empty(b, k, 0, dtype=torch.long, device=device)
+    if 2 * k > k * vocab:
+        raise ValueError(f"num_beams={k} is too large for the vocabulary ({vocab})")
+    never = -1.0e9  # transformers' "impossible" score, added rather than set, as there
+    running = torch.zeros(b, k, device=device)
+    running[:, 1:] = never  # all beams start identical: expand only the first
+    live = torch.empty(b, k, 0, dtype=torch.long, device=device)  # live hypotheses' tokens
+    done = torch.full((b, k, max_new_tokens), pad_id, dtype=torch.long, device=device)  # finished ones
+    done_scores = torch.full((b, k), never, device=device)
+    done_full = torch.zeros(b, k, dtype=torch.bool, device=device)
+    done_lengths = torch.zeros(b, k, dtype=torch.long, device=device)
+    improvable = torch.ones(b, 1, dtype=torch.bool, device=device)
+    first_k = torch.arange(2 * k, device=device) < k
     offsets = (torch.arange(b, device=device) * k).unsqueeze(1)
-    done_row = torch.full((vocab,), float("-inf"), device=device)
-    done_row[pad_id] = 0.0
     for i in range(max_new_tokens):
         logprobs = torch.log_softmax(logits.float(), dim=-1)
-        logprobs = _process(process, tokens.reshape(b * k, -1), logprobs).view(b, k, vocab)
-        # A finished beam can only "emit" padding, at no cost, so its score stays put.
-        logprobs = torch.where(finished.unsqueeze(-1), done_row, logprobs)
-        candidates = scores.unsqueeze(-1) + logprobs  # (B, K, V)
-        new_lengths = lengths + (~finished).float()
-        norm = new_lengths.clamp(min=1.0).pow(length_penalty).unsqueeze(-1)
-        ranked = (candidates / norm).view(b, k * vocab)
-        best, flat = ranked.topk(k, dim=-1)  # (B, K), sorted best first
+        logprobs = _process(process, live.reshape(b * k, -1), logprobs).view(b, k, vocab)
+        totals = (running.unsqueeze(-1) + logprobs).view(b, k * vocab)
+        top, flat = totals.topk(2 * k, dim=-1)  # (B, 2K), best first
         parent, token = flat // vocab, flat % vocab
-        scores = candidates.view(b, k * vocab).gather(1, flat)
-        lengths = new_lengths.gather(1, parent)
-        was_finished = finished.gather(1, parent)
-        finished = was_finished | (token.eq(eos_id) if eos_id is not None else torch.zeros_like(was_finished))
-        history = tokens.gather(1, parent.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
-        tokens = torch.cat([history, token.unsqueeze(-1)], dim=-1)
+        history = live.gather(1, parent.unsqueeze(-1).expand(-1, -1, live.shape[-1]))
+        candidates = torch.cat([history, token.unsqueeze(-1)], dim=-1)  # (B, 2K, i + 1)
+        ends = token.eq(eos_id) if eos_id is not None else torch.zeros_like(token, dtype=torch.bool)
+        if i == max_new_tokens - 1:
+            ends = torch.ones_like(ends)  # the length limit finishes every hypothesis
+        # Live on: the best K continuations that did not just finish.
+        alive = top + ends.float() * never
+        keep = alive.topk(k, dim=-1).indices
+        running, parent_kept = alive.gather(1, keep), parent.gather(1, keep)
+        live = candidates.gather(1, keep.unsqueeze(-1).expand(-1, -1, i + 1))
+        # Finish: those among the first K that just ended, if they beat the finished ones.
+        normalised = top / float(i + 1) ** length_penalty
+        full = done_full.all(dim=1, keepdim=True) & (early_stopping is True)
+        just_done = ends & first_k
+        normalised = normalised + (full | ~improvable).float() * never + (~just_done).float() * never
+        padded = F.pad(candidates, (0, max_new_tokens - i - 1), value=pad_id)
+        merged_scores = torch.cat([done_scores, normalised], dim=1)
+        best = merged_scores.topk(k, dim=-1).indices
+        done_scores = merged_scores.gather(1, best)
+        done = torch.cat([done, padded], dim=1).gather(1, best.unsqueeze(-1).expand(-1, -1, max_new_tokens))
+        done_full = torch.cat([done_full, just_done], dim=1).gather(1, best)
+        lengths = torch.full_like(token, i + 1)
+        done_lengths = torch.cat([done_lengths, lengths], dim=1).gather(1, best)
         if callback is not None:
-            callback(i, token)
-        if bool(finished.all()) or i == max_new_tokens - 1:
+            callback(i, live[:, :, -1])
+        if i == max_new_tokens - 1 or bool(ends.all()):
             break
-        cache.reorder((parent + offsets).view(-1))
-        logits = model.step(token.view(-1, 1), cache)[:, -1]
-    return GenerationOutput(tokens[:, 0], best[:, 0], tokens, best)
+        length = max_new_tokens if early_stopping == "never" and length_penalty > 0 else i + 1
+        best_possible = running[:, :1] / float(length) ** length_penalty
+        worst_done = torch.where(done_full, done_scores.min(dim=1, keepdim=True).values, never)
+        improvable = improvable & (best_possible > worst_done).any(dim=-1, keepdim=True)
+        all_full = bool(done_full.all()) and early_stopping is True
+        if not bool(improvable.any()) or all_full:
+            break
+        cache.reorder((parent_kept + offsets).view(-1))
+        logits = model.step(live[:, :, -1].reshape(-1, 1), cache)[:, -1]
+    width = max(1, int(done_lengths.max()))
+    beams = done[:, :, :width]
+    return GenerationOutput(beams[:, 0], done_scores[:, 0], beams, done_scores)
 
 
 def generate(
@@ -280,6 +322,7 @@ def generate(
     prompt_mask: Tensor | None = None,
     num_beams: int = 1,
     length_penalty: float = 1.0,
+    early_stopping: bool | str = False,
     temperature: float = 1.0,
     top_k: int | None = None,
     top_p: float | None = None,
@@ -324,4 +367,5 @@ def generate(
     if strategy == "sample":
         sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
         return sample(model, cache, prompt, **sampling, **common)
-    return beam_search(model, cache, prompt, num_beams=num_beams, length_penalty=length_penalty, **common)
+    beam = dict(num_beams=num_beams, length_penalty=length_penalty, early_stopping=early_stopping)
+    return beam_search(model, cache, prompt, **beam, **common)

@@ -9,6 +9,7 @@ Departure from DESIGN.md section 2 (core imports only stdlib, torch, numpy): cor
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -30,6 +31,7 @@ __all__ = [
     "HF_ACTIVATIONS",
     "atomic_directory",
     "head_parameter_names",
+    "hf_model_type",
     "read_hf_weights",
     "read_state_dict",
     "rename_by_rules",
@@ -247,6 +249,15 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path} does not hold a state dict of tensors (found {type(state).__name__})")
     return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def hf_model_type(directory: str | Path) -> str | None:
+    """The ``model_type`` of a Hugging Face directory's ``config.json``, or None (no readable config)."""
+    try:
+        data = json.loads((Path(directory) / CONFIG_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+    return data.get("model_type") if isinstance(data, dict) else None
 
 
 def read_hf_weights(directory: str | Path) -> dict[str, torch.Tensor]:

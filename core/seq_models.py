@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from .attention_ops import backend_class
 from .config import BlockSpec, TransformerConfig
+from .feedforward import build_norm
 from .kv_cache import KVCache, positions_from_mask
 from .positional import ALiBi, LearnedPositionalEmbedding, SinusoidalPositionalEmbedding
 from .pretrained import PretrainedModel
@@ -155,6 +156,8 @@ class TokenDecoder(nn.Module):
         pad_id: token whose embedding stays zero, or None.
         tie_embeddings: the output head shares the token embedding matrix.
         final_norm: norm after the last block; default for pre-norm blocks.
+        embedding_norm: a norm (the spec's kind) after the embedding sum.
+        logits_bias: add a learned bias (V,) to the output logits.
 
     Attributes:
         embed: the :class:`TokenEmbedding`.
@@ -177,6 +180,8 @@ class TokenDecoder(nn.Module):
         pad_id: int | None = None,
         tie_embeddings: bool = True,
         final_norm: bool | None = None,
+        embedding_norm: bool = False,
+        logits_bias: bool = False,
     ):
         super().__init__()
         if num_layers < 1:
@@ -188,13 +193,17 @@ class TokenDecoder(nn.Module):
         if position == "alibi":
             backend_class(spec.backend).check_use(float_mask=True, where="ALiBi")
         self.vocab_size = vocab_size
-        self.embed = TokenEmbedding(vocab_size, spec.dim, position, max_len, scale_embeddings, dropout, pad_id)
+        norm = build_norm(spec.norm, spec.dim, spec.norm_eps) if embedding_norm else None
+        self.embed = TokenEmbedding(
+            vocab_size, spec.dim, position, max_len, scale_embeddings, dropout, pad_id, norm=norm
+        )  # fmt: skip
         self.stack = build_decoder(
             spec, num_layers, cross_attention=cross_attention, memory_dim=memory_dim, final_norm=final_norm
         )
         self.lm_head = nn.Linear(spec.dim, vocab_size, bias=False)
         if tie_embeddings:
             self.lm_head.weight = self.embed.tokens.weight
+        self.logits_bias = nn.Parameter(torch.zeros(vocab_size)) if logits_bias else None
         self.alibi = ALiBi(spec.num_heads) if position == "alibi" else None
 
     @classmethod
@@ -211,6 +220,8 @@ class TokenDecoder(nn.Module):
             dropout=config.dropout,
             pad_id=config.pad_id,
             tie_embeddings=config.tie_embeddings,
+            embedding_norm=config.embedding_norm,
+            logits_bias=config.logits_bias,
         )
 
     def new_cache(self, memory: Tensor | None = None, memory_mask: Tensor | None = None) -> KVCache:
@@ -261,7 +272,8 @@ class TokenDecoder(nn.Module):
             output_hidden_states=output_hidden_states,
             output_attentions=output_attentions,
         )
-        return self.lm_head(out.last_hidden_state), out
+        logits = self.lm_head(out.last_hidden_state)  # (B, T, V)
+        return (logits if self.logits_bias is None else logits + self.logits_bias), out
 
     def step(self, tokens: Tensor, cache: KVCache, token_mask: Tensor | None = None) -> Tensor:
         """Logits (B, t, V) for the next tokens (B, t), extending ``cache``."""
@@ -275,7 +287,8 @@ class EncoderDecoderTransformer(PretrainedModel):
         config: a :class:`TransformerConfig`; ``src_vocab_size`` None shares one embedding.
 
     Attributes:
-        src_embed: source token embedding (the decoder's own when the vocabulary is shared).
+        src_embed: source embedding: its own positions (and norm); its token matrix is the
+            decoder's when the vocabulary is shared.
         encoder: the encoder stack.
         decoder: the :class:`TokenDecoder`.
     """
@@ -288,13 +301,13 @@ class EncoderDecoderTransformer(PretrainedModel):
         if config.encoder_layers < 1 or config.decoder_layers < 1:
             raise ValueError("an encoder-decoder model needs encoder_layers >= 1 and decoder_layers >= 1")
         self.decoder = TokenDecoder.from_config(config, cross_attention=True)
-        if config.src_vocab_size is None:
-            self.src_embed = self.decoder.embed
-        else:
-            self.src_embed = TokenEmbedding(
-                config.src_vocab_size, config.d_model, config.position, config.max_len,
-                config.scale_embeddings, config.dropout, config.pad_id,
-            )  # fmt: skip
+        norm = build_norm(config.norm, config.d_model, config.norm_eps) if config.embedding_norm else None
+        self.src_embed = TokenEmbedding(
+            config.src_vocab_size or config.vocab_size, config.d_model, config.position, config.max_len,
+            config.scale_embeddings, config.dropout, config.pad_id, norm=norm,
+        )  # fmt: skip
+        if config.src_vocab_size is None:  # one vocabulary: one token matrix; positions and norm stay per side
+            self.src_embed.tokens = self.decoder.embed.tokens
         self.encoder = build_encoder(config.block_spec(), config.encoder_layers)
 
     @property

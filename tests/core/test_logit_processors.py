@@ -269,16 +269,18 @@ def test_callback_streams_the_output_tokens(strategy):
     assert out.sequences.tolist() == [[3, 4, EOS], [5, EOS, PAD]]
 
 
-def test_callback_in_beam_search_gets_each_beams_newest_token():
+def test_callback_in_beam_search_gets_each_live_beams_newest_token():
     model = PrefModel({BOS: [3, 4, 5], 3: [4, EOS], 4: [EOS, 3], 5: [EOS]})
     calls = []
     out = _run("beam", model, eos_id=EOS, callback=lambda i, t: calls.append((i, t.clone())))
-    assert [i for i, _ in calls] == list(range(out.sequences.shape[1]))
+    assert [i for i, _ in calls] == list(range(len(calls))) and len(calls) >= out.sequences.shape[1]
     assert all(t.shape == (1, 3) for _, t in calls)
-    assert torch.equal(calls[-1][1], out.beams[:, :, -1])  # the last step's tokens end every beam
+    assert sorted(calls[0][1][0].tolist()) == [3, 4, 5]  # the first step: the three preferred first tokens
+    assert all(EOS not in t[0].tolist() for _, t in calls[:-1])  # live beams never end in EOS
     single = []
     greedy = _run("beam", model, eos_id=EOS, num_beams=1, callback=lambda i, t: single.append(t.clone()))
-    assert torch.equal(torch.cat(single, 1), greedy.sequences)
+    streamed = torch.cat(single, 1)  # the live beam's tokens: up to the step where the best one finished
+    assert torch.equal(streamed[:, :-1], greedy.sequences[:, :-1]) and greedy.sequences[0, -1] == EOS
 
 
 def test_beam_processors_see_each_hypothesis_own_history():

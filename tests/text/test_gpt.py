@@ -56,7 +56,8 @@ def test_greedy_and_beam_generation_give_the_same_tokens(pair):
         greedy = reference.generate(ids, **hf_common)[:, ids.shape[1] :]
         beam = reference.generate(ids, num_beams=4, length_penalty=1.0, early_stopping=True, **hf_common)
     assert torch.equal(ours.generate(ids, mask, max_new_tokens=12).sequences, greedy)
-    ours_beam = ours.generate(ids, mask, max_new_tokens=12, num_beams=4, length_penalty=1.0).sequences
+    ours_beam = ours.generate(ids, mask, max_new_tokens=12, num_beams=4, length_penalty=1.0, early_stopping=True)
+    ours_beam = ours_beam.sequences
     assert torch.equal(ours_beam, beam[:, ids.shape[1] :])
 
 

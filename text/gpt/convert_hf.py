@@ -25,6 +25,7 @@ from polyformer.core import (
     DecoderOnlyTransformer,
     TransformerConfig,
     atomic_directory,
+    hf_model_type,
     read_hf_weights,
     rename_by_rules,
 )
@@ -75,11 +76,7 @@ _UNSUPPORTED = {  # config flags that change the computation, and the value GPT-
 
 def is_hf_gpt2_directory(directory: str | Path) -> bool:
     """True when ``directory/config.json`` is a Hugging Face GPT-2 config (``model_type`` "gpt2")."""
-    try:
-        data = json.loads((Path(directory) / "config.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    return isinstance(data, dict) and data.get("model_type") == "gpt2"
+    return hf_model_type(directory) == "gpt2"
 
 
 def gpt2_config_from_hf(hf: dict[str, Any]) -> TransformerConfig:

@@ -40,15 +40,17 @@ from polyformer.vision.vit import ViT
 __all__ = [
     "SHIPPED_CHECKPOINTS",
     "FeatureExtractionPipeline",
+    "TranslationPipeline",
     "ImageClassificationPipeline",
     "find_model",
     "pipeline",
     "resolve_model_dir",
 ]
 
-SHIPPED_CHECKPOINTS = {"vit_fashion_mnist": Path(__file__).resolve().parent / "checkpoints" / "vit_fashion_mnist"}
-DEFAULT_MODELS = {"image-classification": "vit_fashion_mnist"}
-TASKS = ("image-classification", "feature-extraction")
+_CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
+SHIPPED_CHECKPOINTS = {name: _CHECKPOINTS / name for name in ("vit_fashion_mnist", "translation_en_es")}
+DEFAULT_MODELS = {"image-classification": "vit_fashion_mnist", "translation": "translation_en_es"}
+TASKS = ("image-classification", "feature-extraction", "translation")
 
 
 def find_model(model: str | Path | None, task: str = "image-classification") -> tuple[Path, str]:
@@ -200,11 +202,44 @@ class FeatureExtractionPipeline:
         return vectors[0].tolist() if single else vectors.tolist()
 
 
+class TranslationPipeline:
+    """Translate texts with an encoder-decoder and its tokenizer (beam search by default).
+
+    Args:
+        model: the loaded encoder-decoder.
+        tokenizer: its tokenizer.
+        num_beams: beam width (1 = greedy).
+        batch_size: sentences per decoding batch.
+        device: where the model runs.
+    """
+
+    def __init__(
+        self, model: Any, tokenizer: Any, num_beams: int = 4, batch_size: int = 32, device: str | torch.device = "cpu"
+    ):
+        if num_beams < 1 or batch_size < 1:
+            raise ValueError(f"num_beams and batch_size must be at least 1, got {num_beams} and {batch_size}")
+        self.model, self.tokenizer = model.to(torch.device(device)).eval(), tokenizer
+        self.num_beams, self.batch_size = num_beams, batch_size
+
+    def __call__(self, texts: str | Sequence[str]) -> str | list[str]:
+        """One text -> its translation; a list -> a list of translations, in order."""
+        from polyformer.text.translation import translate
+
+        single = isinstance(texts, str)
+        batch = [texts] if single else list(texts)
+        if not all(isinstance(text, str) for text in batch):
+            raise TypeError("translation takes strings")
+        if not batch:
+            return []
+        out = translate(self.model, self.tokenizer, batch, num_beams=self.num_beams, batch_size=self.batch_size)
+        return out[0] if single else out
+
+
 def pipeline(task: str, model: str | Path | None = None, **options: Any) -> Any:
     """A ready pipeline for ``task``.
 
     Args:
-        task: "image-classification" or "feature-extraction".
+        task: "image-classification", "feature-extraction" or "translation".
         model: a model directory, a training run directory, or a shipped checkpoint name
             (default: the task's shipped model; feature-extraction needs one).
         **options: pipeline settings, e.g. ``batch_size=64``, ``top_k=3``, ``device="cuda"``.
@@ -221,5 +256,9 @@ def pipeline(task: str, model: str | Path | None = None, **options: Any) -> Any:
         if model is None:
             raise ValueError("feature-extraction needs model=DIR: a BERT directory (ours or Hugging Face's)")
         return FeatureExtractionPipeline(load_bert(model, task="base"), **options)
+    if task == "translation":
+        from polyformer.text.translation import load_translation_model
+
+        return TranslationPipeline(*load_translation_model(resolve_model_dir(model, task)), **options)
     directory = resolve_model_dir(model, task)
     return ImageClassificationPipeline(ViT.from_pretrained(directory), **options)

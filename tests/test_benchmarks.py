@@ -70,3 +70,12 @@ def test_finetune_gain_prints_the_three_runs():
     assert [row.split(" mean ")[0].strip() for row in rows] == [
         "init (image_folder_finetune)", "scratch, same recipe", "scratch, image_folder recipe",
     ]  # fmt: skip
+
+
+def test_text_models_prints_every_comparison():
+    sizes = {"--bert-layers": 1, "--bert-width": 64, "--bert-batch": 1, "--bert-seq": 16, "--new": 4, "--sentences": 1,
+             "--beams": 2, "--gpt-layers": 1, "--gpt-width": 64, "--marian-layers": 1, "--marian-width": 64,
+             "--marian-vocab": 100}  # fmt: skip
+    out = run_script("text_models.py", "--rounds", "1", *[str(item) for pair in sizes.items() for item in pair])
+    assert out.count("   ratio ") == 2 + 4 + 1
+    assert "identical tokens: True" in out and "identical output: True" in out

@@ -283,11 +283,8 @@ class TextTokenizer:
             raise ValueError(f"{path} is not a tokenizers tokenizer.json: {err}") from err
         return cls(tokenizer, _roles(tokenizer, settings), max_length)
 
-    def save(self, directory: str | Path) -> Path:
-        """Write ``tokenizer.json`` and ``tokenizer_config.json`` into ``directory`` (created if needed)."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        self.tokenizer.save(str(directory / TOKENIZER_FILE))
+    def files(self) -> dict[str, str]:
+        """The texts of ``tokenizer.json`` and ``tokenizer_config.json``, by file name."""
         settings: dict[str, Any] = {"tokenizer_class": "PreTrainedTokenizerFast"}
         for role, name in _HF_NAMES.items():
             value = getattr(self.specials, role)
@@ -295,7 +292,14 @@ class TextTokenizer:
                 settings[name] = value
         if self.max_length is not None:
             settings["model_max_length"] = self.max_length
-        (directory / TOKENIZER_CONFIG).write_text(json.dumps(settings, indent=2) + "\n")
+        return {TOKENIZER_FILE: self.tokenizer.to_str(), TOKENIZER_CONFIG: json.dumps(settings, indent=2) + "\n"}
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``tokenizer.json`` and ``tokenizer_config.json`` into ``directory`` (created if needed)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, text in self.files().items():
+            (directory / name).write_text(text, encoding="utf-8")
         return directory
 
     # -- using ----------------------------------------------------------------------------------

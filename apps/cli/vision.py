@@ -7,24 +7,24 @@ This module only parses options and prints; the work is in
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import click
 
-from polyformer.apps.engine import (
-    NonFiniteLossError,
-    TrainingInterrupted,
-    launch_with_torchrun,
-    shutdown_distributed,
-    under_torchrun,
+from .common import (
+    USER_ERRORS,
+    apply_training_options,
+    check_output_file,
+    check_overrides,
+    relaunch_with_nproc,
+    run_training,
+    training_options,
 )
 
 DEFAULT_CONFIGS = {"embedded": "fashion_mnist_embedded", "fashion-mnist": "fashion_mnist_full"}
 FALLBACK_CONFIG = "image_folder"
 FINETUNE_CONFIG = "image_folder_finetune"  # the default config with --init, whatever DATA is
-USER_ERRORS = (ValueError, FileNotFoundError, NonFiniteLossError)
 SHIPPED_MODEL = "vit_fashion_mnist"
 MODEL_HELP = (
     "Model directory, its model.safetensors, a training run directory (its best model) or a checkpoint; "
@@ -41,13 +41,6 @@ def _require_model(model_dir: str | None) -> str:
     return model_dir
 
 
-def _check_output_file(path: str) -> None:
-    """An output file's directory must exist (nothing is created silently)."""
-    parent = Path(path).parent
-    if not parent.is_dir():
-        raise click.BadParameter(f"directory {parent} does not exist; create it first", param_hint="output path")
-
-
 def _init_path(init: str) -> str:
     """The checkpoint --init names: a path that exists, or a shipped checkpoint's name."""
     from polyformer.apps.pipelines import SHIPPED_CHECKPOINTS
@@ -59,51 +52,14 @@ def _init_path(init: str) -> str:
     return init
 
 
-def _secondary_process() -> bool:
-    """True on the processes of a multi-process run other than rank 0 (which alone prints errors)."""
-    return under_torchrun() and os.environ.get("RANK", "0") != "0"
-
-
 @click.group()
 def vision() -> None:
     """ViT image classification: train, eval, predict."""
 
 
-def _argv_without_nproc(ctx: click.Context) -> list[str]:
-    """The command's arguments rebuilt from its parsed parameters, minus ``--nproc`` (for the torchrun re-run)."""
-    argv: list[str] = []
-    for param in ctx.command.params:
-        value = ctx.params.get(param.name)
-        if param.name == "nproc" or value is None or value is False or value == ():
-            continue
-        if isinstance(param, click.Argument):
-            argv += [str(v) for v in value] if isinstance(value, tuple) else [str(value)]
-        elif getattr(param, "is_flag", False):
-            argv.append(param.opts[0])
-        else:
-            argv += [param.opts[0], str(value)]
-    names, level = [], ctx
-    while level.parent is not None:  # "vision train", however the root command was started
-        names.append(level.info_name)
-        level = level.parent
-    return [*reversed(names), *argv]
-
-
 def _apply_options(recipe, data: str, options: dict[str, Any]):
     """Command-line options take precedence over the config and its key=value overrides."""
-    changes = {
-        "out_dir": options["out_dir"], "batch_size": options["batch_size"], "lr": options["lr"],
-        "resume": options["resume"], "precision": options["precision"],
-    }  # fmt: skip
-    if options["overwrite"]:
-        changes["overwrite"] = True
-    if options["epochs"] is not None:
-        changes.update(epochs=options["epochs"], max_steps=None)
-    if options["max_steps"] is not None:
-        changes["max_steps"] = options["max_steps"]
-    if options["quiet"]:
-        changes["quiet"] = True
-    recipe.train = recipe.train.replace(**{k: v for k, v in changes.items() if v is not None})
+    recipe.train = apply_training_options(recipe.train, options)
     recipe.data.train = data
     if options["skip_bad"]:
         recipe.data.skip_bad = True
@@ -116,7 +72,6 @@ def _apply_options(recipe, data: str, options: dict[str, Any]):
 @vision.command()
 @click.argument("data")
 @click.argument("overrides", nargs=-1)
-@click.option("--config", "config_name", help="Recipe config: a shipped name or a TOML file [default: by DATA].")
 @click.option("--preset", help="ViT preset, e.g. vit_nano_patch4_28 (see `polyformer info`).")
 @click.option(
     "--init",
@@ -134,61 +89,30 @@ def _apply_options(recipe, data: str, options: dict[str, Any]):
     type=click.FloatRange(min=0, max=1, min_open=True),
     help="Layer-wise learning-rate decay as timm's --layer-decay: block i of L learns at lr * d^(L+1-i).",
 )
-@click.option("--epochs", type=float, help="Passes over the training data.")
-@click.option("--max-steps", type=int, help="Optimizer steps (instead of epochs).")
-@click.option("--batch-size", type=int, help="Global batch size (all processes together).")
-@click.option("--lr", type=float, help="Peak learning rate.")
-@click.option(
-    "--out", "out_dir", type=click.Path(file_okay=False), help="Run directory for checkpoints, logs and the model."
-)
-@click.option(
-    "--resume", type=click.Path(exists=True, file_okay=False), help="Continue from a checkpoint or run directory."
-)
-@click.option(
-    "--nproc",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Processes on this machine (runs torchrun for you).",
-)
-@click.option("--overwrite", is_flag=True, help="Replace the run already in --out (its run files are deleted).")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), help="Numeric precision [config default].")
-@click.option("--skip-bad", is_flag=True, help="Skip unreadable images (counted) instead of stopping.")
-@click.option("--quiet", is_flag=True, help="No summary or progress output; the final result line stays.")
+@training_options
 def train(data: str, overrides: tuple[str, ...], config_name: str | None, nproc: int, **options: Any) -> None:
     """Train a ViT on DATA: `embedded`, `fashion-mnist`, an image folder, an IDX folder or a CSV file.
 
     OVERRIDES are recipe config fields as key=value, e.g. `train.weight_decay=0.1 data.augment=trivialaugment`.
     """
-    bad = [text for text in overrides if "=" not in text]
-    if bad:
-        raise click.UsageError(f"expected key=value overrides after DATA, got {bad}")
+    check_overrides(overrides)
     if options["init"] and options["preset"]:
         raise click.UsageError("give --preset (a new model) or --init (pretrained weights to fine-tune), not both")
     if options["init"]:
         options["init"] = _init_path(options["init"])
-    if nproc > 1 and not under_torchrun():
-        raise SystemExit(launch_with_torchrun(nproc, _argv_without_nproc(click.get_current_context())))
+    relaunch_with_nproc(nproc)
     from polyformer.apps.recipes.vision_classification import load_recipe, train_vision_classifier
 
     default = FINETUNE_CONFIG if options["init"] else DEFAULT_CONFIGS.get(data, FALLBACK_CONFIG)
-    name = config_name or default
-    try:
-        for key in ("preset", "init"):  # the [model] table is checked with them (init replaces the preset)
-            if options[key]:
-                overrides = (*overrides, f"model.{key}={json.dumps(str(options[key]))}")
-        recipe = _apply_options(load_recipe(name, overrides), data, options)
+    for key in ("preset", "init"):  # the [model] table is checked with them (init replaces the preset)
+        if options[key]:
+            overrides = (*overrides, f"model.{key}={json.dumps(str(options[key]))}")
+
+    def work() -> None:
+        recipe = _apply_options(load_recipe(config_name or default, overrides), data, options)
         train_vision_classifier(recipe, echo=click.echo)
-    except TrainingInterrupted as stop:
-        if not _secondary_process():
-            click.echo(str(stop), err=True)
-        raise SystemExit(stop.exit_code) from None
-    except USER_ERRORS as err:
-        if _secondary_process():
-            raise SystemExit(1) from None  # every process failed the same way; the first one says why
-        raise click.ClickException(str(err)) from err
-    finally:
-        shutdown_distributed()
+
+    run_training(work)
 
 
 @vision.command("eval")
@@ -227,7 +151,7 @@ def evaluate(
     from polyformer.vision.vit import ViT
 
     model_dir = _require_model(model_dir)
-    _check_output_file(confusion_png)
+    check_output_file(confusion_png)
     try:
         path, note = find_model(model_dir)
         model = ViT.from_pretrained(path)

@@ -8,8 +8,8 @@ from click.testing import CliRunner
 from PIL import Image
 from safetensors.torch import load_file
 
+from polyformer.apps.cli import common as cli_common  # the module that launches torchrun
 from polyformer.apps.cli import main
-from polyformer.apps.cli import vision as cli_vision  # the module
 from polyformer.apps.recipes.toml_config import apply_overrides, parse_override
 from polyformer.apps.recipes.vision_classification import load_recipe
 
@@ -90,7 +90,7 @@ def test_nproc_reruns_the_command_under_torchrun(monkeypatch, image_folder):
         launched.update(nproc=nproc, argv=argv)
         return 0
 
-    monkeypatch.setattr(cli_vision, "launch_with_torchrun", fake_launch)
+    monkeypatch.setattr(cli_common, "launch_with_torchrun", fake_launch)
     result = CliRunner().invoke(
         main, ["vision", "train", str(image_folder), "lr=0.01", "--nproc", "2", "--epochs", "3", "--skip-bad"]
     )

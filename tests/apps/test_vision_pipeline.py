@@ -61,7 +61,7 @@ def test_a_list_is_batched_and_keeps_order(classify):
 
 def test_unknown_task_and_bad_input_are_clear(classify):
     with pytest.raises(ValueError, match="unknown pipeline task"):
-        pipeline("translation")
+        pipeline("summarization")
     with pytest.raises(TypeError, match="cannot classify"):
         classify(42)
     rgb = np.zeros((28, 28, 3), dtype=np.uint8)  # converted to the model's one channel

@@ -1,4 +1,5 @@
-"""Translation with core's encoder-decoder transformer: Hugging Face Marian and BART interop so far."""
+"""Translation with core's encoder-decoder transformer: tokenized pairs, decoding, model directories with their
+tokenizer, and Hugging Face Marian / BART interop."""
 
 from .convert_hf import (
     SEQ2SEQ_MODEL_TYPES,
@@ -6,6 +7,14 @@ from .convert_hf import (
     is_hf_seq2seq_directory,
     load_hf_seq2seq,
     seq2seq_config_from_hf,
+)
+from .model import (
+    TranslationPairs,
+    load_translation_model,
+    pad_pairs,
+    save_translation_model,
+    translate,
+    translation_config,
 )
 
 __all__ = [name for name in dir() if not name.startswith("_")]

@@ -1,0 +1,172 @@
+"""``polyformer text``: tokenizers and translation from the command line (the other text commands are to come).
+
+This module only parses options and prints; the work is in
+:mod:`polyformer.apps.recipes.text_translation`, :mod:`polyformer.text` and :mod:`polyformer.apps.pipelines`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .common import (
+    USER_ERRORS,
+    apply_training_options,
+    check_overrides,
+    relaunch_with_nproc,
+    run_training,
+    training_options,
+)
+
+__all__ = ["text"]
+
+TRANSLATION_CONFIG = "bible_en_es"
+SHIPPED_TRANSLATOR = "translation_en_es"
+MODEL_HELP = (
+    "Translation model directory (model + tokenizer), a training run directory (its best model), "
+    f"or `{SHIPPED_TRANSLATOR}`, the shipped English-to-Spanish model."
+)
+
+
+@click.group()
+def text() -> None:
+    """Text: tokenizers and translation."""
+
+
+@text.group()
+def tokenizer() -> None:
+    """Train tokenizers (Hugging Face tokenizers)."""
+
+
+@tokenizer.command("train")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--kind", type=click.Choice(["wordpiece", "bpe", "unigram"]), default="unigram", show_default=True)
+@click.option("--vocab-size", type=click.IntRange(min=8), default=8000, show_default=True)
+@click.option("--lowercase", is_flag=True, help="Lower-case the text first.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Directory to write.")
+def train_tokenizer(files: tuple[str, ...], kind: str, vocab_size: int, lowercase: bool, out_dir: str) -> None:
+    """Train a tokenizer on UTF-8 text FILES; writes tokenizer.json and tokenizer_config.json into --out."""
+    from polyformer.text.tokenizer import TextTokenizer
+
+    try:
+        trained = TextTokenizer.train(list(files), kind=kind, vocab_size=vocab_size, lowercase=lowercase)
+    except USER_ERRORS as err:
+        raise click.ClickException(str(err)) from err
+    trained.save(out_dir)
+    specials = ", ".join(trained.specials.present())
+    click.echo(f"{kind} tokenizer with {trained.vocab_size} tokens in {out_dir} (special tokens: {specials})")
+
+
+@text.command("train-translation")
+@click.argument("data", default="bible")
+@click.argument("overrides", nargs=-1)
+@click.option("--reverse", is_flag=True, help="Translate the other way (target -> source; Spanish -> English).")
+@training_options
+def train_translation_command(
+    data: str, overrides: tuple[str, ...], config_name: str | None, nproc: int, reverse: bool, **options: Any
+) -> None:
+    """Train a translation model on DATA: `bible` (embedded English-Spanish) or a TSV / JSONL file of pairs.
+
+    OVERRIDES are recipe config fields as key=value, e.g. `model.encoder_layers=4 tokenizer.vocab_size=8000`.
+    The run's model/ and best_model/ hold the tokenizer too; the test pairs are scored with BLEU and chrF.
+    """
+    check_overrides(overrides)
+    relaunch_with_nproc(nproc)
+    from polyformer.apps.recipes.text_translation import load_translation_recipe, train_translation
+
+    extra = [f"data.train={json.dumps(data)}"] + (["data.reverse=true"] if reverse else [])
+    if options["skip_bad"]:
+        extra.append("data.skip_bad=true")
+
+    def work() -> None:
+        recipe = load_translation_recipe(config_name or TRANSLATION_CONFIG, [*overrides, *extra])
+        recipe.train = apply_training_options(recipe.train, options)
+        train_translation(recipe, echo=click.echo)
+
+    run_training(work)
+
+
+def _translator(model: str | None) -> str:
+    if model is None:
+        raise click.UsageError(
+            f"--model is required: a translation model or run directory, or --model {SHIPPED_TRANSLATOR}"
+        )
+    return model
+
+
+@text.command()
+@click.argument("texts", nargs=-1)
+@click.option("--model", "model_dir", help=MODEL_HELP)
+@click.option("--file", "input_file", type=click.Path(exists=True, dir_okay=False), help="Translate each line of FILE.")
+@click.option("--beams", type=click.IntRange(min=1), default=4, show_default=True, help="Beam width (1 = greedy).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: one {source, translation} object per text.")
+def translate(
+    texts: tuple[str, ...], model_dir: str | None, input_file: str | None, beams: int, batch_size: int, as_json: bool
+) -> None:
+    """Translate TEXTS, the lines of --file, or else the lines of standard input."""
+    from polyformer.apps.pipelines import pipeline
+
+    model_dir = _translator(model_dir)
+    if texts and input_file:
+        raise click.UsageError("give TEXTS or --file, not both")
+    if input_file:
+        sources = [line.strip() for line in Path(input_file).read_text(encoding="utf-8").splitlines() if line.strip()]
+    elif texts:
+        sources = list(texts)
+    else:
+        sources = [line.strip() for line in sys.stdin if line.strip()]
+    if not sources:
+        raise click.UsageError("nothing to translate: no TEXTS, and the input has no non-blank line")
+    try:
+        translator = pipeline("translation", model=model_dir, num_beams=beams, batch_size=batch_size)
+        results = translator(sources)
+    except USER_ERRORS as err:
+        raise click.ClickException(str(err)) from err
+    if as_json:
+        click.echo(json.dumps([{"source": s, "translation": t} for s, t in zip(sources, results)], ensure_ascii=False))
+        return
+    for result in results:
+        click.echo(result)
+
+
+@text.command("eval")
+@click.argument("data", default="bible")
+@click.option("--model", "model_dir", help=MODEL_HELP)
+@click.option("--beams", type=click.IntRange(min=1), default=4, show_default=True, help="Beam width (1 = greedy).")
+@click.option("--limit", type=click.IntRange(min=0), default=0, help="Score only the first N pairs (0 = all).")
+@click.option("--reverse", is_flag=True, help="Score the target -> source direction.")
+@click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
+def evaluate(data: str, model_dir: str | None, beams: int, limit: int, reverse: bool, as_json: bool) -> None:
+    """BLEU and chrF (sacreBLEU) of a translation model on DATA: `bible` (its held-out test books) or a pairs file."""
+    from polyformer.apps.pipelines import pipeline
+    from polyformer.apps.recipes.text_translation import score_translations
+    from polyformer.text.bible import load_bible_pairs
+    from polyformer.text.data import read_pairs
+
+    model_dir = _translator(model_dir)
+    try:
+        if data == "bible":
+            verses = load_bible_pairs("test")
+            sources, references = [v.en for v in verses], [v.es for v in verses]
+            where = "the embedded Bible's test books"
+        else:
+            pairs = read_pairs(data)
+            sources, references, where = pairs.sources, pairs.targets, data
+        if reverse:
+            sources, references = references, sources
+        if limit:
+            sources, references = sources[:limit], references[:limit]
+        translator = pipeline("translation", model=model_dir, num_beams=beams)
+        scores = score_translations(translator(sources), references)
+    except USER_ERRORS as err:
+        raise click.ClickException(str(err)) from err
+    if as_json:
+        click.echo(json.dumps({**scores, "data": where, "beams": beams}))
+        return
+    click.echo(f"{where}: BLEU {scores['bleu']:.2f}, chrF {scores['chrf']:.2f} on {scores['sentences']} sentences "
+               f"(beam {beams})")  # fmt: skip

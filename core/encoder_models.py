@@ -22,6 +22,7 @@ from .attention_ops import backend_class
 from .config import EncoderConfig
 from .feedforward import ACTIVATIONS, build_norm
 from .kv_cache import positions_from_mask
+from .objectives import IGNORE_INDEX
 from .positional import ALiBi
 from .pretrained import PretrainedModel
 from .seq_models import TokenEmbedding, check_token_ids, self_attention_mask
@@ -164,10 +165,17 @@ class MaskedLMHead(nn.Module):
 
 
 class EncoderForMaskedLM(PretrainedModel):
-    """:class:`EncoderOnlyTransformer` + :class:`MaskedLMHead`: ids (B, T) -> logits (B, T, V)."""
+    """:class:`EncoderOnlyTransformer` + :class:`MaskedLMHead`: ids (B, T) -> logits (B, T, V).
+
+    Given ``labels`` (B, T) it returns the logits of the labelled positions only, (N, V) for the
+    N labels that are not ``IGNORE_INDEX``, in row-major order: the head's projection onto the
+    vocabulary, the largest matrix product of masked-LM training, then runs on the ~15% of the
+    tokens that are predicted instead of on all of them (the engine's ``MaskedLMTask`` uses this).
+    """
 
     config_class = EncoderConfig
     config: EncoderConfig
+    accepts_mlm_labels = True  # forward(..., labels=...) returns the labelled positions' logits only
 
     def __init__(self, config: EncoderConfig | None = None):
         config = EncoderConfig() if config is None else config
@@ -176,9 +184,18 @@ class EncoderForMaskedLM(PretrainedModel):
         self.mlm_head = MaskedLMHead(config, self.backbone.embed.tokens.weight if config.tie_embeddings else None)
 
     def forward(
-        self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        labels: Tensor | None = None,
     ) -> Tensor:
-        return self.mlm_head(self.backbone(input_ids, attention_mask, token_type_ids).last_hidden_state)
+        hidden = self.backbone(input_ids, attention_mask, token_type_ids).last_hidden_state  # (B, T, D)
+        if labels is None:
+            return self.mlm_head(hidden)
+        if labels.shape != input_ids.shape:
+            raise ValueError(f"labels must be (B, T) = {tuple(input_ids.shape)}, got {tuple(labels.shape)}")
+        return self.mlm_head(hidden[labels.ne(IGNORE_INDEX)])  # (N, V)
 
 
 def _classifier(config: EncoderConfig) -> tuple[nn.Dropout, nn.Linear]:

@@ -194,6 +194,10 @@ class MaskedLMTask(TokenCrossEntropyTask):
             cpu_mask = None if mask is None else mask.cpu()
             masked_ids, labels = self.mask_fn(ids.cpu(), attention_mask=cpu_mask)
             ids, labels = masked_ids.to(ids.device), labels.to(ids.device)
+        if getattr(getattr(model, "module", model), "accepts_mlm_labels", False):
+            # The model projects only the labelled positions onto the vocabulary: (N, V) and their N labels.
+            logits = model(ids, mask, labels=labels) if mask is not None else model(ids, labels=labels)
+            return logits_of(logits), labels[labels.ne(IGNORE_INDEX)]
         return _call(model, ids, mask), labels
 
 

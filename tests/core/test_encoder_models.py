@@ -140,3 +140,22 @@ def test_masked_lm_learns_to_copy_masked_tokens_from_their_neighbours():
         loss.backward()
         optimizer.step()
     assert loss.item() < 0.2
+
+
+def test_masked_lm_with_labels_projects_only_the_labelled_positions():
+    from polyformer.apps.engine import MaskedLMTask
+
+    torch.manual_seed(0)
+    model = EncoderForMaskedLM(EncoderConfig(**TINY)).eval()
+    ids, mask, _ = _batch()
+    labels = torch.full_like(ids, -100)
+    labels[0, 2], labels[1, 5], labels[2, 0] = 7, 9, 11
+    with torch.no_grad():
+        full = model(ids, mask)
+        torch.testing.assert_close(model(ids, mask, labels=labels), full[labels.ne(-100)])
+        task = MaskedLMTask()
+        batch = {"input_ids": ids, "attention_mask": mask.bool(), "labels": labels}
+        expected = token_cross_entropy(full, labels)
+        torch.testing.assert_close(task.loss(model, batch), expected)
+    with pytest.raises(ValueError, match="labels must be"):
+        model(ids, mask, labels=labels[:, :3])

@@ -40,6 +40,8 @@ from polyformer.vision.vit import ViT
 __all__ = [
     "SHIPPED_CHECKPOINTS",
     "FeatureExtractionPipeline",
+    "FillMaskPipeline",
+    "TextGenerationPipeline",
     "TranslationPipeline",
     "ImageClassificationPipeline",
     "find_model",
@@ -50,7 +52,7 @@ __all__ = [
 _CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 SHIPPED_CHECKPOINTS = {name: _CHECKPOINTS / name for name in ("vit_fashion_mnist", "translation_en_es")}
 DEFAULT_MODELS = {"image-classification": "vit_fashion_mnist", "translation": "translation_en_es"}
-TASKS = ("image-classification", "feature-extraction", "translation")
+TASKS = ("image-classification", "feature-extraction", "translation", "fill-mask", "text-generation")
 
 
 def find_model(model: str | Path | None, task: str = "image-classification") -> tuple[Path, str]:
@@ -235,6 +237,88 @@ class TranslationPipeline:
         return out[0] if single else out
 
 
+class FillMaskPipeline:
+    """Most likely tokens for each mask token of a text, with a masked-LM BERT and its tokenizer.
+
+    Args:
+        bundle: a :class:`polyformer.text.bert.BertBundle` holding a masked-LM model.
+        top_k: tokens returned per mask.
+    """
+
+    def __init__(self, bundle: Any, top_k: int = 5):
+        mask = bundle.tokenizer.specials.mask
+        if mask is None:
+            raise ValueError("fill-mask needs a tokenizer with a mask token")
+        self.bundle, self.top_k, self.mask = bundle, top_k, mask
+
+    @torch.no_grad()
+    def __call__(self, texts: str | Sequence[str]) -> Any:
+        """Per text: a list of ``{"token", "score", "sequence"}`` (one mask) or one such list per mask."""
+        single = isinstance(texts, str)
+        batch = [texts] if single else list(texts)
+        tokenizer, model = self.bundle.tokenizer, self.bundle.model
+        mask_id = tokenizer.token_id("mask")
+        encoded = tokenizer.encode(batch, max_length=model.config.max_len)
+        logits = model(encoded.input_ids, encoded.attention_mask)  # (B, T, V)
+        results = []
+        for row, text in enumerate(batch):
+            positions = encoded.input_ids[row].eq(mask_id).nonzero().flatten().tolist()
+            if not positions:
+                raise ValueError(f"no {self.mask} token in {text!r}")
+            per_mask = []
+            for position in positions:
+                scores, ids = logits[row, position].float().softmax(-1).topk(self.top_k)
+                filled = encoded.input_ids[row, : encoded.lengths[row]].clone()
+                options = []
+                for score, token in zip(scores.tolist(), ids.tolist()):
+                    filled[position] = token
+                    options.append({"token": tokenizer.decode([token]), "score": round(score, 6),
+                                    "sequence": tokenizer.decode(filled)})  # fmt: skip
+                per_mask.append(options)
+            results.append(per_mask[0] if len(per_mask) == 1 else per_mask)
+        return results[0] if single else results
+
+
+class TextGenerationPipeline:
+    """Continue prompts with a decoder-only LM (ours or Hugging Face GPT-2) and its tokenizer."""
+
+    def __init__(self, model: Any, tokenizer: Any):
+        self.model, self.tokenizer = model.eval(), tokenizer
+
+    @torch.no_grad()
+    def __call__(
+        self, prompts: str | Sequence[str], max_new_tokens: int = 40, sample: bool = False, temperature: float = 1.0,
+        top_k: int | None = None, top_p: float | None = None, beams: int = 1,
+    ) -> Any:  # fmt: skip
+        """Each prompt followed by its continuation (greedy, sampled or beam search)."""
+        single = isinstance(prompts, str)
+        batch = [prompts] if single else list(prompts)
+        encoded = self.tokenizer.encode(batch, add_special_tokens=False)
+        ids, mask = encoded.input_ids, encoded.attention_mask.bool()
+        lengths = mask.sum(1)
+        width = ids.shape[1]
+        shift = width - lengths  # left-pad: generation continues from the right end of every row
+        index = (torch.arange(width)[None] - shift[:, None]) % width
+        ids, mask = ids.gather(1, index), mask.gather(1, index)
+        strategy = "sample" if sample else ("beam" if beams > 1 else "greedy")
+        out = self.model.generate(
+            ids, mask, max_new_tokens=max_new_tokens, strategy=strategy, temperature=temperature, top_k=top_k,
+            top_p=top_p, num_beams=beams,
+        )  # fmt: skip
+        texts = [p + self.tokenizer.decode(o) for p, o in zip(batch, out.sequences)]
+        return texts[0] if single else texts
+
+
+def _load_causal_lm(directory: Path) -> tuple[Any, Any]:
+    from polyformer.core import DecoderOnlyTransformer
+    from polyformer.text.gpt import is_hf_gpt2_directory, load_hf_gpt2
+    from polyformer.text.tokenizer import TextTokenizer
+
+    if is_hf_gpt2_directory(directory):
+        return load_hf_gpt2(directory), TextTokenizer.load(directory)
+    return DecoderOnlyTransformer.from_pretrained(directory), TextTokenizer.load(directory)
+
+
 def pipeline(task: str, model: str | Path | None = None, **options: Any) -> Any:
     """A ready pipeline for ``task``.
 
@@ -256,6 +340,14 @@ def pipeline(task: str, model: str | Path | None = None, **options: Any) -> Any:
         if model is None:
             raise ValueError("feature-extraction needs model=DIR: a BERT directory (ours or Hugging Face's)")
         return FeatureExtractionPipeline(load_bert(model, task="base"), **options)
+    if task in ("fill-mask", "text-generation"):
+        if model is None:
+            raise ValueError(f"{task} needs model=DIR: a trained model or run directory")
+        if task == "fill-mask":
+            from polyformer.text.bert import load_bert
+
+            return FillMaskPipeline(load_bert(resolve_model_dir(model, task), task="masked_lm"), **options)
+        return TextGenerationPipeline(*_load_causal_lm(resolve_model_dir(model, task)))
     if task == "translation":
         from polyformer.text.translation import load_translation_model
 

@@ -98,6 +98,70 @@ def _translator(model: str | None) -> str:
     return model
 
 
+def _train_lm(data: str, overrides: tuple[str, ...], config: str, objective: str, nproc: int, options) -> None:
+    check_overrides(overrides)
+    relaunch_with_nproc(nproc)
+    from polyformer.apps.recipes.text_lm import load_lm_recipe, train_language_model
+
+    extra = [f"data.train={json.dumps(data)}", f"data.objective={json.dumps(objective)}"]
+    if options["skip_bad"]:
+        extra.append("data.skip_bad=true")
+
+    def work() -> None:
+        recipe = load_lm_recipe(options.pop("config_name") or config, [*overrides, *extra])
+        recipe.train = apply_training_options(recipe.train, options)
+        train_language_model(recipe, echo=click.echo)
+
+    run_training(work)
+
+
+@text.command("pretrain-mlm")
+@click.argument("data", default="bible-en")
+@click.argument("overrides", nargs=-1)
+@training_options
+def pretrain_mlm(data: str, overrides: tuple[str, ...], nproc: int, **options: Any) -> None:
+    """Masked-LM pretraining of a BERT on DATA: `bible-en`, `bible-es`, `shakespeare`, a text file or a folder."""
+    _train_lm(data, overrides, "bible_mlm", "mlm", nproc, options)
+
+
+@text.command("train-lm")
+@click.argument("data", default="bible-en")
+@click.argument("overrides", nargs=-1)
+@training_options
+def train_lm(data: str, overrides: tuple[str, ...], nproc: int, **options: Any) -> None:
+    """Causal-LM training of a GPT on DATA: `bible-en`, `bible-es`, `shakespeare`, a text file or a folder."""
+    _train_lm(data, overrides, "bible_lm", "lm", nproc, options)
+
+
+@text.command()
+@click.argument("prompts", nargs=-1, required=True)
+@click.option("--model", "model_dir", required=True, help="A GPT model or run directory (ours or Hugging Face GPT-2).")
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=40, show_default=True)
+@click.option("--sample", is_flag=True, help="Sample (temperature, top-k, top-p) instead of greedy decoding.")
+@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
+@click.option("--top-k", type=click.IntRange(min=1), default=None)
+@click.option("--top-p", type=click.FloatRange(min=0, max=1, min_open=True), default=None)
+@click.option("--beams", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def generate(prompts: tuple[str, ...], model_dir: str, seed: int, **options: Any) -> None:
+    """Continue each of PROMPTS with a causal language model."""
+    from polyformer.apps.pipelines import pipeline
+
+    try:
+        torch_seed(seed)
+        complete = pipeline("text-generation", model=model_dir)
+        for result in complete(list(prompts), **options):
+            click.echo(result)
+    except USER_ERRORS as err:
+        raise click.ClickException(str(err)) from err
+
+
+def torch_seed(seed: int) -> None:
+    import torch
+
+    torch.manual_seed(seed)
+
+
 @text.command()
 @click.argument("texts", nargs=-1)
 @click.option("--model", "model_dir", help=MODEL_HELP)

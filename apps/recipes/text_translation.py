@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,17 +28,16 @@ from polyformer.apps.engine import (
     TrainingConfig,
     TrainResult,
     init_distributed,
-    resolve_checkpoint,
-    run_of,
     seed_everything,
     train,
 )
+from polyformer.apps.recipes.text_common import run_tokenizer
 from polyformer.apps.recipes.toml_config import read_recipe_config
 from polyformer.apps.recipes.typed_config import ConfigError, build_section, check_fields
 from polyformer.core import EncoderDecoderTransformer, TransformerConfig
 from polyformer.text.bible import load_bible_pairs
 from polyformer.text.data import SentencePairs, read_pairs
-from polyformer.text.tokenizer import TOKENIZER_FILE, TextTokenizer
+from polyformer.text.tokenizer import TextTokenizer
 from polyformer.text.translation import TranslationPairs, pad_pairs, translate, translation_config
 
 __all__ = [
@@ -200,20 +198,9 @@ def _read_splits(data: TranslationDataSettings) -> _Splits:
 
 def _tokenizer(recipe: TranslationRecipe, pairs: SentencePairs) -> tuple[TextTokenizer, str]:
     """The resumed run's tokenizer, the configured one, or one trained on both sides of the training pairs."""
-    settings = recipe.tokenizer
-    if recipe.train.resume:
-        saved = run_of(resolve_checkpoint(recipe.train.resume)) / TOKENIZER_FILE
-        if saved.is_file():
-            return TextTokenizer.load(saved), f"the resumed run's ({saved})"
-    if settings.path:
-        return TextTokenizer.load(settings.path), settings.path
-    with tempfile.TemporaryDirectory(prefix="tokenizer-") as tmp:
-        corpus = Path(tmp) / "train.txt"
-        corpus.write_text("\n".join([*pairs.sources, *pairs.targets]) + "\n", encoding="utf-8")
-        tokenizer = TextTokenizer.train(
-            [corpus], kind=settings.kind, vocab_size=settings.vocab_size, lowercase=settings.lowercase
-        )
-    return tokenizer, f"{settings.kind}, {tokenizer.vocab_size} tokens, trained on both sides of the training pairs"
+    settings, texts = recipe.tokenizer, [*pairs.sources, *pairs.targets]
+    options = (settings.kind, settings.vocab_size, settings.lowercase)
+    return run_tokenizer(recipe.train.resume, settings.path, texts, *options)
 
 
 def score_translations(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str, float]:

@@ -41,6 +41,7 @@ __all__ = [
     "SHIPPED_CHECKPOINTS",
     "FeatureExtractionPipeline",
     "FillMaskPipeline",
+    "TextClassificationPipeline",
     "TextGenerationPipeline",
     "TranslationPipeline",
     "ImageClassificationPipeline",
@@ -52,7 +53,9 @@ __all__ = [
 _CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 SHIPPED_CHECKPOINTS = {name: _CHECKPOINTS / name for name in ("vit_fashion_mnist", "translation_en_es")}
 DEFAULT_MODELS = {"image-classification": "vit_fashion_mnist", "translation": "translation_en_es"}
-TASKS = ("image-classification", "feature-extraction", "translation", "fill-mask", "text-generation")
+TASKS = (
+    "image-classification", "feature-extraction", "translation", "fill-mask", "text-generation", "text-classification",
+)
 
 
 def find_model(model: str | Path | None, task: str = "image-classification") -> tuple[Path, str]:
@@ -309,6 +312,38 @@ class TextGenerationPipeline:
         return texts[0] if single else texts
 
 
+class TextClassificationPipeline:
+    """Labels with probabilities for texts, with a BERT sequence classifier, its tokenizer and label names."""
+
+    def __init__(self, bundle: Any, labels: Sequence[str], top_k: int = 2, batch_size: int = 32):
+        self.bundle, self.labels, self.top_k, self.batch_size = bundle, list(labels), top_k, batch_size
+
+    @torch.no_grad()
+    def probabilities(self, texts: Sequence[str]) -> Tensor:
+        """Class probabilities (N, K)."""
+        model, tokenizer = self.bundle.model, self.bundle.tokenizer
+        chunks = []
+        for start in range(0, len(texts), self.batch_size):
+            batch = tokenizer.encode(list(texts[start : start + self.batch_size]), max_length=model.config.max_len)
+            chunks.append(model(batch.input_ids, batch.attention_mask.bool()).float().softmax(-1))
+        return torch.cat(chunks)
+
+    def __call__(self, texts: str | Sequence[str]) -> Any:
+        """Top-k ``{"label", "score"}`` for one text, or a list of such lists."""
+        single = isinstance(texts, str)
+        batch = [texts] if single else list(texts)
+        if not all(isinstance(text, str) for text in batch):
+            raise TypeError("text-classification takes strings")
+        if not batch:
+            return []
+        scores, indices = self.probabilities(batch).topk(min(self.top_k, len(self.labels)), dim=-1)
+        results = [
+            [{"label": self.labels[i], "score": round(float(p), 6)} for p, i in zip(ps.tolist(), ids.tolist())]
+            for ps, ids in zip(scores, indices)
+        ]
+        return results[0] if single else results
+
+
 def _load_causal_lm(directory: Path) -> tuple[Any, Any]:
     from polyformer.core import DecoderOnlyTransformer
     from polyformer.text.gpt import is_hf_gpt2_directory, load_hf_gpt2
@@ -340,6 +375,15 @@ def pipeline(task: str, model: str | Path | None = None, **options: Any) -> Any:
         if model is None:
             raise ValueError("feature-extraction needs model=DIR: a BERT directory (ours or Hugging Face's)")
         return FeatureExtractionPipeline(load_bert(model, task="base"), **options)
+    if task == "text-classification":
+        from polyformer.apps.recipes.text_classification import read_label_names
+        from polyformer.text.bert import load_bert
+
+        if model is None:
+            raise ValueError("text-classification needs model=DIR: a trained classifier or its run directory")
+        directory = resolve_model_dir(model, task)
+        bundle = load_bert(directory, task="sequence_classification")
+        return TextClassificationPipeline(bundle, read_label_names(directory), **options)
     if task in ("fill-mask", "text-generation"):
         if model is None:
             raise ValueError(f"{task} needs model=DIR: a trained model or run directory")

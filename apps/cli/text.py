@@ -134,6 +134,49 @@ def train_lm(data: str, overrides: tuple[str, ...], nproc: int, **options: Any) 
 
 
 @text.command()
+@click.argument("data")
+@click.argument("overrides", nargs=-1)
+@click.option("--init", help="Start from this BERT directory (ours or Hugging Face's) [default: a mini BERT].")
+@training_options
+def finetune(data: str, overrides: tuple[str, ...], nproc: int, init: str | None, **options: Any) -> None:
+    """Fine-tune a BERT classifier on DATA, a CSV (or .tsv) with `text` and `label` columns."""
+    check_overrides(overrides)
+    relaunch_with_nproc(nproc)
+    from polyformer.apps.recipes.text_classification import load_classification_recipe, train_text_classifier
+
+    extra = [f"data.train={json.dumps(data)}"] + ([f"model.init={json.dumps(init)}"] if init else [])
+    if options["skip_bad"]:
+        extra.append("data.skip_bad=true")
+
+    def work() -> None:
+        recipe = load_classification_recipe(options.pop("config_name") or "text_classification", [*overrides, *extra])
+        recipe.train = apply_training_options(recipe.train, options)
+        train_text_classifier(recipe, echo=click.echo)
+
+    run_training(work)
+
+
+@text.command()
+@click.argument("texts", nargs=-1, required=True)
+@click.option("--model", "model_dir", required=True, help="A text classifier (model or run directory).")
+@click.option("--top-k", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: one object per text.")
+def classify(texts: tuple[str, ...], model_dir: str, top_k: int, as_json: bool) -> None:
+    """Labels with probabilities for each of TEXTS."""
+    from polyformer.apps.pipelines import pipeline
+
+    try:
+        results = pipeline("text-classification", model=model_dir, top_k=top_k)(list(texts))
+    except USER_ERRORS as err:
+        raise click.ClickException(str(err)) from err
+    if as_json:
+        click.echo(json.dumps([{"text": t, "labels": r} for t, r in zip(texts, results)], ensure_ascii=False))
+        return
+    for text_, found in zip(texts, results):
+        click.echo(f"{text_[:60]}: " + ", ".join(f"{r['label']} {r['score']:.1%}" for r in found))
+
+
+@text.command()
 @click.argument("prompts", nargs=-1, required=True)
 @click.option("--model", "model_dir", required=True, help="A GPT model or run directory (ours or Hugging Face GPT-2).")
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=40, show_default=True)
@@ -198,6 +241,46 @@ def translate(
         click.echo(result)
 
 
+def _is_classifier(model: str) -> bool:
+    from polyformer.apps.pipelines import resolve_model_dir
+    from polyformer.apps.recipes.text_classification import LABELS_FILE
+
+    try:
+        return (resolve_model_dir(model, "text-classification") / LABELS_FILE).is_file()
+    except FileNotFoundError:
+        return False
+
+
+def _evaluate_classifier(data: str, model: str, limit: int, as_json: bool) -> None:
+    import torch
+    from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
+
+    from polyformer.apps.pipelines import pipeline
+    from polyformer.text.data import read_labeled
+
+    try:
+        classify = pipeline("text-classification", model=model)
+        rows = read_labeled(data, min_classes=1)
+        texts, labels = rows.texts[: limit or None], rows.labels[: limit or None]
+        unseen = sorted(set(labels) - set(classify.labels))
+        if unseen:
+            raise ValueError(f"{data} has labels the model does not know: {unseen}; its labels: {classify.labels}")
+        predicted = classify.probabilities(texts).argmax(-1)
+    except USER_ERRORS as err:
+        raise click.ClickException(str(err)) from err
+    target = torch.tensor([classify.labels.index(label) for label in labels])
+    k = len(classify.labels)
+    scores = {
+        "accuracy": round(float(multiclass_accuracy(predicted, target, k, average="micro")), 4),
+        "macro_f1": round(float(multiclass_f1_score(predicted, target, k, average="macro")), 4),
+        "texts": len(texts),
+    }
+    if as_json:
+        click.echo(json.dumps(scores))
+        return
+    click.echo(f"{data}: accuracy {scores['accuracy']:.2%}, macro-F1 {scores['macro_f1']:.4f} on {len(texts)} texts")
+
+
 @text.command("eval")
 @click.argument("data", default="bible")
 @click.option("--model", "model_dir", help=MODEL_HELP)
@@ -206,13 +289,17 @@ def translate(
 @click.option("--reverse", is_flag=True, help="Score the target -> source direction.")
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
 def evaluate(data: str, model_dir: str | None, beams: int, limit: int, reverse: bool, as_json: bool) -> None:
-    """BLEU and chrF (sacreBLEU) of a translation model on DATA: `bible` (its held-out test books) or a pairs file."""
+    """BLEU and chrF (sacreBLEU) of a translation model on DATA (`bible`: its held-out test books, or a pairs file);
+    accuracy and macro-F1 (torchmetrics) of a text classifier on a `text,label` CSV."""
     from polyformer.apps.pipelines import pipeline
     from polyformer.apps.recipes.text_translation import score_translations
     from polyformer.text.bible import load_bible_pairs
     from polyformer.text.data import read_pairs
 
     model_dir = _translator(model_dir)
+    if _is_classifier(model_dir):
+        _evaluate_classifier(data, model_dir, limit, as_json)
+        return
     try:
         if data == "bible":
             verses = load_bible_pairs("test")

@@ -66,6 +66,9 @@ def logits_of(output: Any) -> Tensor:
 class ClassificationTask:
     """Cross-entropy on ``(inputs, labels)`` batches; accuracy and loss as validation metrics.
 
+    ``inputs`` is a tensor (``model(inputs)``) or a dict of them (``model(**inputs)``, e.g. a text
+    classifier's ``input_ids`` and ``attention_mask``).
+
     Args:
         num_classes: C.
         label_smoothing: cross-entropy label smoothing in training.
@@ -85,7 +88,7 @@ class ClassificationTask:
         inputs, labels = batch[0], batch[1]
         if self.batch_transform is not None:
             inputs, labels = self.batch_transform(inputs, labels)
-        logits = logits_of(model(inputs)).float()  # (B, C)
+        logits = _classify(model, inputs)  # (B, C)
         return F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
 
     def make_metrics(self) -> dict[str, Metric]:
@@ -103,7 +106,7 @@ class ClassificationTask:
 
     def update_metrics(self, metrics: dict[str, Metric], model: nn.Module, batch: Any) -> None:
         inputs, labels = batch[0], batch[1]
-        logits = logits_of(model(inputs)).float()  # (B, C)
+        logits = _classify(model, inputs)  # (B, C)
         metrics["loss"].update(F.cross_entropy(logits, labels, reduction="none"))
         predictions = logits.argmax(dim=-1)
         for name, metric in metrics.items():
@@ -290,6 +293,11 @@ def _fields(batch: Any, names: tuple[str, ...], required: tuple[str, ...], who: 
             return tuple(by_name.get(name) for name in names)
     order = ", ".join(names)
     raise ValueError(f"{who} batches are a dict or a tuple ({order}), optional ones left out; got {_describe(batch)}")
+
+
+def _classify(model: nn.Module, inputs: Any) -> Tensor:
+    """Float logits (B, C): ``model(inputs)``, or ``model(**inputs)`` for a dict (e.g. token ids and their mask)."""
+    return logits_of(model(**inputs) if isinstance(inputs, Mapping) else model(inputs)).float()
 
 
 def _call(model: nn.Module, ids: Tensor, mask: Tensor | None) -> Tensor:

@@ -122,8 +122,16 @@ def _rows(path: Path, delimiter: str, skip_bad: bool, skipped: list) -> Iterator
         yield number, row
 
 
-def read_labeled(path: str | Path, skip_bad: bool = False, text_column: str = "text", label_column: str = "label"):
+def read_labeled(
+    path: str | Path,
+    skip_bad: bool = False,
+    text_column: str = "text",
+    label_column: str = "label",
+    min_classes: int = 2,
+) -> LabeledTexts:
     """Texts and labels from a CSV (``.tsv``: tab-separated) whose header names the two columns.
+
+    ``min_classes`` is 2 for training data (one label cannot be learned); validation data may have one.
 
     Returns:
         A :class:`LabeledTexts`.
@@ -156,7 +164,7 @@ def read_labeled(path: str | Path, skip_bad: bool = False, text_column: str = "t
         result.texts.append(text)
         result.labels.append(label)
     _nonempty(len(result.texts), path, "labelled rows")
-    if len(result.classes) < 2:
+    if len(result.classes) < min_classes:
         raise TextDataError(f"{path} has a single label ({result.classes[0]}); classification needs at least two")
     return result
 

@@ -219,11 +219,13 @@ class TranslationPipeline:
     """
 
     def __init__(
-        self, model: Any, tokenizer: Any, num_beams: int = 4, batch_size: int = 32, device: str | torch.device = "cpu"
-    ):
+        self, model: Any, tokenizer: Any, num_beams: int = 4, batch_size: int = 32, device: str | torch.device = "cpu",
+        source_tokenizer: Any = None,
+    ):  # fmt: skip
         if num_beams < 1 or batch_size < 1:
             raise ValueError(f"num_beams and batch_size must be at least 1, got {num_beams} and {batch_size}")
         self.model, self.tokenizer = model.to(torch.device(device)).eval(), tokenizer
+        self.source_tokenizer = source_tokenizer
         self.num_beams, self.batch_size = num_beams, batch_size
 
     def __call__(self, texts: str | Sequence[str]) -> str | list[str]:
@@ -236,7 +238,10 @@ class TranslationPipeline:
             raise TypeError("translation takes strings")
         if not batch:
             return []
-        out = translate(self.model, self.tokenizer, batch, num_beams=self.num_beams, batch_size=self.batch_size)
+        out = translate(
+            self.model, self.tokenizer, batch, num_beams=self.num_beams, batch_size=self.batch_size,
+            source_tokenizer=self.source_tokenizer,
+        )  # fmt: skip
         return out[0] if single else out
 
 
@@ -393,8 +398,10 @@ def pipeline(task: str, model: str | Path | None = None, **options: Any) -> Any:
             return FillMaskPipeline(load_bert(resolve_model_dir(model, task), task="masked_lm"), **options)
         return TextGenerationPipeline(*_load_causal_lm(resolve_model_dir(model, task)))
     if task == "translation":
-        from polyformer.text.translation import load_translation_model
+        from polyformer.text.translation import load_source_tokenizer, load_translation_model
 
-        return TranslationPipeline(*load_translation_model(resolve_model_dir(model, task)), **options)
+        directory = resolve_model_dir(model, task)
+        loaded, tokenizer = load_translation_model(directory)
+        return TranslationPipeline(loaded, tokenizer, source_tokenizer=load_source_tokenizer(directory), **options)
     directory = resolve_model_dir(model, task)
     return ImageClassificationPipeline(ViT.from_pretrained(directory), **options)

@@ -28,6 +28,8 @@ from polyformer.apps.engine import (
     TrainingConfig,
     TrainResult,
     init_distributed,
+    resolve_checkpoint,
+    run_of,
     seed_everything,
     train,
 )
@@ -38,7 +40,15 @@ from polyformer.core import EncoderDecoderTransformer, TransformerConfig
 from polyformer.text.bible import load_bible_pairs
 from polyformer.text.data import SentencePairs, read_pairs
 from polyformer.text.tokenizer import TextTokenizer
-from polyformer.text.translation import TranslationPairs, pad_pairs, translate, translation_config
+from polyformer.text.translation import (
+    TranslationPairs,
+    load_source_tokenizer,
+    pad_pairs,
+    save_tokenizers,
+    tokenizer_files,
+    translate,
+    translation_config,
+)
 
 __all__ = [
     "DecodeSettings",
@@ -83,6 +93,7 @@ class TokenizerSettings:
     vocab_size: int = 8000  # tokens, special ones included
     lowercase: bool = False  # lower-case everything first
     path: str = ""  # an existing tokenizer (tokenizer.json or a directory) instead of training one
+    shared: bool = True  # one vocabulary for both languages; false = a source tokenizer of its own
 
     def __post_init__(self) -> None:
         if self.kind not in ("unigram", "bpe"):
@@ -196,11 +207,22 @@ def _read_splits(data: TranslationDataSettings) -> _Splits:
     return _Splits(_limit(train_pairs, data.train_limit), _limit(eval_pairs, data.eval_limit), test_pairs, description)
 
 
-def _tokenizer(recipe: TranslationRecipe, pairs: SentencePairs) -> tuple[TextTokenizer, str]:
-    """The resumed run's tokenizer, the configured one, or one trained on both sides of the training pairs."""
-    settings, texts = recipe.tokenizer, [*pairs.sources, *pairs.targets]
+def _tokenizers(recipe: TranslationRecipe, pairs: SentencePairs) -> tuple[TextTokenizer, TextTokenizer | None, str]:
+    """The target (or shared) tokenizer, the source's own (or None), and where they come from: the resumed run's,
+    the configured one, or trained on the training pairs (both sides, or each side for its own)."""
+    settings = recipe.tokenizer
     options = (settings.kind, settings.vocab_size, settings.lowercase)
-    return run_tokenizer(recipe.train.resume, settings.path, texts, *options)
+    if settings.shared:
+        texts = [*pairs.sources, *pairs.targets]
+        tokenizer, origin = run_tokenizer(recipe.train.resume, settings.path, texts, *options)
+        return tokenizer, None, origin + " (shared by both sides)"
+    tokenizer, origin = run_tokenizer(recipe.train.resume, settings.path, pairs.targets, *options)
+    source = None
+    if recipe.train.resume:
+        source = load_source_tokenizer(run_of(resolve_checkpoint(recipe.train.resume)))
+    if source is None:
+        source, _ = run_tokenizer(None, "", pairs.sources, *options)
+    return tokenizer, source, f"target: {origin}; source: its own, {source.vocab_size} tokens"
 
 
 def score_translations(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str, float]:
@@ -232,15 +254,17 @@ def train_translation(
     context = init_distributed()
     start = time.perf_counter()
     splits = _read_splits(recipe.data)
-    tokenizer, origin = _tokenizer(recipe, splits.train)
+    tokenizer, source_tokenizer, origin = _tokenizers(recipe, splits.train)
     seed_everything(recipe.train.seed)
     try:
-        model = EncoderDecoderTransformer(translation_config(tokenizer, **recipe.model))
+        model = EncoderDecoderTransformer(translation_config(tokenizer, source_tokenizer, **recipe.model))
     except (TypeError, ValueError) as err:
         raise ConfigError(f"model: {err}") from err
     limit = min(recipe.data.max_tokens, model.config.max_len)
-    train_data = TranslationPairs(splits.train.sources, splits.train.targets, tokenizer, limit)
-    eval_data = TranslationPairs(splits.eval.sources, splits.eval.targets, tokenizer, model.config.max_len)
+    train_data = TranslationPairs(splits.train.sources, splits.train.targets, tokenizer, limit, source_tokenizer)
+    eval_data = TranslationPairs(
+        splits.eval.sources, splits.eval.targets, tokenizer, model.config.max_len, source_tokenizer
+    )
     parameters = sum(p.numel() for p in model.parameters())
     cfg = model.config
     skipped = len(splits.train.skipped) + len(splits.eval.skipped)
@@ -253,7 +277,8 @@ def train_translation(
         f"model: encoder-decoder, {cfg.encoder_layers}+{cfg.decoder_layers} layers, width {cfg.d_model}, "
         f"{cfg.num_heads} heads, {parameters / 1e6:.2f}M parameters; label smoothing {recipe.data.label_smoothing}",
     ]
-    files = {"recipe.json": json.dumps(recipe.to_dict(), indent=2) + "\n", **tokenizer.files()}
+    files = {"recipe.json": json.dumps(recipe.to_dict(), indent=2) + "\n"}
+    files.update(tokenizer_files(tokenizer, source_tokenizer))
     task = Seq2SeqTask(label_smoothing=recipe.data.label_smoothing, pad_id=cfg.pad_id)
     collate = functools.partial(pad_pairs, pad_id=cfg.pad_id)
     result = train(
@@ -264,10 +289,10 @@ def train_translation(
         return result, None
     for directory in (result.model_dir, result.best_model_dir):
         if directory is not None:
-            tokenizer.save(directory)
+            save_tokenizers(directory, tokenizer, source_tokenizer)
     scores = None
     if splits.test is not None:
-        scores = _score_test(result, splits.test, tokenizer, recipe.decode)
+        scores = _score_test(result, splits.test, tokenizer, recipe.decode, source_tokenizer)
         (result.out_dir / "test_scores.json").write_text(json.dumps(scores, indent=2) + "\n")
     line = f"done in {time.perf_counter() - start:.0f}s: {result.steps} steps"
     if scores is not None:
@@ -276,11 +301,11 @@ def train_translation(
     return result, scores
 
 
-def _score_test(result: TrainResult, test: SentencePairs, tokenizer: TextTokenizer, decode: DecodeSettings):
+def _score_test(result, test: SentencePairs, tokenizer: TextTokenizer, decode: DecodeSettings, source_tokenizer=None):
     model = EncoderDecoderTransformer.from_pretrained(result.best_model_dir or result.model_dir)
     sources, references = _limit(test, decode.test_limit).sources, _limit(test, decode.test_limit).targets
     hypotheses = translate(
         model, tokenizer, sources, num_beams=decode.num_beams, batch_size=decode.batch_size,
-        length_penalty=decode.length_penalty,
+        length_penalty=decode.length_penalty, source_tokenizer=source_tokenizer,
     )  # fmt: skip
     return score_translations(hypotheses, references)

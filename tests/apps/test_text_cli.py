@@ -55,6 +55,23 @@ def test_train_translate_and_eval(pairs_file, tmp_path):
     assert json.loads(scored.output)["sentences"] == 4
 
 
+def test_separate_source_vocabulary(pairs_file, tmp_path):
+    out = tmp_path / "run"
+    args = ["text", "train-translation", str(pairs_file), *TINY_MODEL, "tokenizer.shared=false",
+            "tokenizer.vocab_size=250", "--max-steps", "4", "--batch-size", "16", "--out", str(out)]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "source: its own, 250 tokens" in result.output
+    assert (out / "best_model" / "source_tokenizer.json").is_file()
+    config = json.loads((out / "best_model" / "config.json").read_text())
+    assert config["src_vocab_size"] == 250 and config["vocab_size"] == 250
+    translated = CliRunner().invoke(main, ["text", "translate", "In the beginning.", "--model", str(out)])
+    assert translated.exit_code == 0, translated.output
+    (out / "best_model" / "source_tokenizer.json").unlink()
+    broken = CliRunner().invoke(main, ["text", "translate", "x", "--model", str(out)])
+    assert broken.exit_code == 1 and "separate source tokenizer" in broken.output
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

@@ -9,10 +9,14 @@ from .convert_hf import (
     seq2seq_config_from_hf,
 )
 from .model import (
+    SOURCE_TOKENIZER_FILE,
     TranslationPairs,
+    load_source_tokenizer,
     load_translation_model,
     pad_pairs,
+    save_tokenizers,
     save_translation_model,
+    tokenizer_files,
     translate,
     translation_config,
 )

@@ -216,16 +216,18 @@ class TranslationPipeline:
         num_beams: beam width (1 = greedy).
         batch_size: sentences per decoding batch.
         device: where the model runs.
+        source_tokenizer: encodes the sources when they have a vocabulary of their own (Marian's source.spm).
+        max_new_tokens: most tokens per translation (default: 1.5x the source length + 10).
     """
 
     def __init__(
         self, model: Any, tokenizer: Any, num_beams: int = 4, batch_size: int = 32, device: str | torch.device = "cpu",
-        source_tokenizer: Any = None,
+        source_tokenizer: Any = None, max_new_tokens: int | None = None,
     ):  # fmt: skip
         if num_beams < 1 or batch_size < 1:
             raise ValueError(f"num_beams and batch_size must be at least 1, got {num_beams} and {batch_size}")
         self.model, self.tokenizer = model.to(torch.device(device)).eval(), tokenizer
-        self.source_tokenizer = source_tokenizer
+        self.source_tokenizer, self.max_new_tokens = source_tokenizer, max_new_tokens
         self.num_beams, self.batch_size = num_beams, batch_size
 
     def __call__(self, texts: str | Sequence[str]) -> str | list[str]:
@@ -240,7 +242,7 @@ class TranslationPipeline:
             return []
         out = translate(
             self.model, self.tokenizer, batch, num_beams=self.num_beams, batch_size=self.batch_size,
-            source_tokenizer=self.source_tokenizer,
+            source_tokenizer=self.source_tokenizer, max_new_tokens=self.max_new_tokens,
         )  # fmt: skip
         return out[0] if single else out
 
@@ -398,9 +400,21 @@ def pipeline(task: str, model: str | Path | None = None, **options: Any) -> Any:
             return FillMaskPipeline(load_bert(resolve_model_dir(model, task), task="masked_lm"), **options)
         return TextGenerationPipeline(*_load_causal_lm(resolve_model_dir(model, task)))
     if task == "translation":
-        from polyformer.text.translation import load_source_tokenizer, load_translation_model
+        from polyformer.text.tokenizer import TextTokenizer
+        from polyformer.text.translation import (
+            is_hf_seq2seq_directory,
+            load_hf_seq2seq,
+            load_source_tokenizer,
+            load_translation_model,
+        )
 
         directory = resolve_model_dir(model, task)
+        if is_hf_seq2seq_directory(directory):  # Marian (source.spm / target.spm) or BART (tokenizer files)
+            marian = (directory / "source.spm").is_file()
+            source = TextTokenizer.from_marian(directory, "source") if marian else None
+            return TranslationPipeline(
+                load_hf_seq2seq(directory), TextTokenizer.load(directory), source_tokenizer=source, **options
+            )
         loaded, tokenizer = load_translation_model(directory)
         return TranslationPipeline(loaded, tokenizer, source_tokenizer=load_source_tokenizer(directory), **options)
     directory = resolve_model_dir(model, task)

@@ -244,6 +244,53 @@ class TextTokenizer:
         return cls(tokenizer, _roles(tokenizer, settings or {}), max_length)
 
     @classmethod
+    def from_marian(cls, directory: str | Path, side: str = "source") -> TextTokenizer:
+        """A Marian (OPUS-MT) tokenizer: the SentencePiece model ``source.spm`` / ``target.spm`` over the ids of
+        ``vocab.json``, as ``transformers``' ``MarianTokenizer`` encodes (tested to the same ids).
+
+        The SentencePiece model's pieces and scores become a ``tokenizers`` Unigram model, its normaliser
+        (the precompiled NFKC map) a ``Precompiled`` normaliser, and its whitespace handling a metaspace;
+        EOS (``</s>``) is appended. Reading the ``.spm`` file needs the PyPI ``sentencepiece`` package.
+
+        Raises:
+            FileNotFoundError: the ``.spm`` file or ``vocab.json`` is missing.
+            ValueError: ``side`` is not "source" or "target", or the files do not fit.
+        """
+        if side not in ("source", "target"):
+            raise ValueError(f"side must be 'source' or 'target', got {side!r}")
+        directory = Path(directory)
+        spm_file, vocab_file = directory / f"{side}.spm", directory / BPE_VOCAB
+        for needed in (spm_file, vocab_file):
+            if not needed.is_file():
+                raise FileNotFoundError(f"{needed} not found: a Marian directory holds source.spm, target.spm and "
+                                        "vocab.json")  # fmt: skip
+        try:
+            from sentencepiece import sentencepiece_model_pb2
+        except ImportError as err:
+            message = "reading Marian's .spm files needs the sentencepiece package (pip install sentencepiece)"
+            raise ValueError(message) from err
+        proto = sentencepiece_model_pb2.ModelProto()
+        proto.ParseFromString(spm_file.read_bytes())
+        vocab = json.loads(vocab_file.read_text(encoding="utf-8"))
+        if "<unk>" not in vocab or "</s>" not in vocab:
+            raise ValueError(f"{vocab_file} has no <unk> or </s> token; is it a Marian vocabulary?")
+        scores = {piece.piece: piece.score for piece in proto.pieces}
+        never = min(scores.values(), default=0.0) - 10.0  # pieces of the other side's model: never chosen here
+        ordered = sorted(vocab.items(), key=lambda item: item[1])
+        tokenizer = Tokenizer(models.Unigram([(piece, scores.get(piece, never)) for piece, _ in ordered],
+                                             unk_id=vocab["<unk>"]))  # fmt: skip
+        steps = [normalizers.Precompiled(proto.normalizer_spec.precompiled_charsmap)]
+        tokenizer.normalizer = normalizers.Sequence([*steps, normalizers.Replace(" {2,}", " ")])
+        tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")
+        tokenizer.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always")
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single="$A </s>", pair="$A $B </s>", special_tokens=[("</s>", vocab["</s>"])]
+        )
+        specials = SpecialTokens(pad="<pad>" if "<pad>" in vocab else None, unk="<unk>", eos="</s>")
+        tokenizer.add_special_tokens(specials.present())  # in the vocabulary already: only marked special
+        return cls(tokenizer, specials)
+
+    @classmethod
     def load(cls, path: str | Path) -> TextTokenizer:
         """Load a ``tokenizer.json``, a ``vocab.txt``, or a directory holding one of them (or GPT-2's
         ``vocab.json`` + ``merges.txt``).
@@ -269,9 +316,12 @@ class TextTokenizer:
                 path = path / VOCAB_FILE
             elif (path / BPE_VOCAB).is_file() and (path / BPE_MERGES).is_file():
                 return cls.from_bpe_files(path / BPE_VOCAB, path / BPE_MERGES, settings, max_length)
+            elif (path / "target.spm").is_file() and (path / BPE_VOCAB).is_file():
+                return cls.from_marian(path, "target")  # the decoded side; from_marian(path) gives the source
             else:
                 raise FileNotFoundError(
-                    f"{path} holds neither {TOKENIZER_FILE}, {VOCAB_FILE} nor {BPE_VOCAB} + {BPE_MERGES}"
+                    f"{path} holds neither {TOKENIZER_FILE}, {VOCAB_FILE}, {BPE_VOCAB} + {BPE_MERGES} nor Marian's "
+                    f"target.spm + {BPE_VOCAB}"
                 )
         if not path.is_file():
             raise FileNotFoundError(f"tokenizer {path} not found")

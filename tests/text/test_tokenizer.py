@@ -94,7 +94,7 @@ def test_bad_inputs_are_clear(tmp_path, corpus_file):
         tokenizer.encode([])
     with pytest.raises(ValueError, match="2 second segments for 1 texts"):
         tokenizer.encode(["a"], pairs=["b", "c"])
-    with pytest.raises(FileNotFoundError, match=r"holds neither tokenizer.json, vocab.txt nor vocab.json \+ merges"):
+    with pytest.raises(FileNotFoundError, match=r"holds neither tokenizer.json, vocab.txt, vocab.json \+ merges"):
         TextTokenizer.load(tmp_path)
     (tmp_path / "broken.json").write_text("{}")
     with pytest.raises(ValueError, match="not a tokenizers tokenizer.json"):
@@ -109,3 +109,33 @@ def test_gpt2_vocab_and_merges_match_transformers(corpus_file, tmp_path):
     for text in SAMPLES + [" leading space", "Ñandú 🙂"]:
         assert ours.encode(text).input_ids[0].tolist() == reference(text)["input_ids"], text
         assert ours.decode(ours.encode(text).input_ids[0]) == text
+
+
+def test_marian_sentencepiece_files_give_marian_tokenizers_ids(tmp_path):
+    """A real SentencePiece model (trained here on Bible verses) with a Marian vocab.json: MarianTokenizer's ids."""
+    spm = pytest.importorskip("sentencepiece")
+    from polyformer.text.bible import load_bible_pairs
+
+    verses = load_bible_pairs("train")[:2000]
+    (tmp_path / "en.txt").write_text("\n".join(v.en for v in verses), encoding="utf-8")
+    spm.SentencePieceTrainer.train(
+        input=str(tmp_path / "en.txt"), model_prefix=str(tmp_path / "en"), vocab_size=300, model_type="unigram",
+        bos_id=-1, eos_id=0, unk_id=1, pad_id=-1, eos_piece="</s>", unk_piece="<unk>", minloglevel=2,
+    )  # fmt: skip
+    for side in ("source", "target"):
+        (tmp_path / f"{side}.spm").write_bytes((tmp_path / "en.model").read_bytes())
+    processor = spm.SentencePieceProcessor(model_file=str(tmp_path / "en.model"))
+    vocab = {processor.id_to_piece(i): i for i in range(processor.get_piece_size())}
+    vocab["<pad>"] = len(vocab)
+    (tmp_path / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+    ours = TextTokenizer.from_marian(tmp_path, "source")
+    files = {name: str(tmp_path / f"{name}.spm") for name in ("source", "target")}
+    reference = transformers.MarianTokenizer(
+        source_spm=files["source"], target_spm=files["target"], vocab=str(tmp_path / "vocab.json")
+    )
+    for verse in load_bible_pairs("test")[:100]:
+        assert ours.encode(verse.en).input_ids[0].tolist() == reference(verse.en)["input_ids"], verse.reference
+    assert ours.pad_id == vocab["<pad>"] and ours.token_id("eos") == 0
+    assert ours.decode(ours.encode("In the beginning God created.").input_ids[0]) == "In the beginning God created."
+    with pytest.raises(FileNotFoundError, match="source.spm, target.spm and vocab.json"):
+        TextTokenizer.from_marian(tmp_path / "missing")

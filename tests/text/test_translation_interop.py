@@ -81,3 +81,38 @@ def test_unsupported_configs_are_named(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "marian", **MARIAN}))
     with pytest.raises(FileNotFoundError, match="neither model.safetensors nor pytorch_model.bin"):
         load_hf_seq2seq(tmp_path)
+
+
+def test_translation_pipeline_on_a_marian_directory_matches_transformers(tmp_path):
+    """A Marian directory as transformers saves it, with its SentencePiece files: the same translations."""
+    spm = pytest.importorskip("sentencepiece")
+    from polyformer.apps import pipeline
+    from polyformer.text.bible import load_bible_pairs
+
+    texts = [v.en for v in load_bible_pairs("train")[:1500]]
+    (tmp_path / "corpus.txt").write_text("\n".join(texts), encoding="utf-8")
+    spm.SentencePieceTrainer.train(
+        input=str(tmp_path / "corpus.txt"), model_prefix=str(tmp_path / "sp"), vocab_size=120, model_type="unigram",
+        bos_id=-1, eos_id=0, unk_id=1, pad_id=-1, eos_piece="</s>", unk_piece="<unk>", minloglevel=2,
+    )  # fmt: skip
+    processor = spm.SentencePieceProcessor(model_file=str(tmp_path / "sp.model"))
+    vocab = {processor.id_to_piece(i): i for i in range(processor.get_piece_size())}
+    vocab["<pad>"] = len(vocab)
+    fields = dict(MARIAN, vocab_size=len(vocab), pad_token_id=len(vocab) - 1, decoder_start_token_id=len(vocab) - 1)
+    torch.manual_seed(0)
+    reference = transformers.MarianMTModel(transformers.MarianConfig(**fields)).eval()
+    directory = tmp_path / "marian"
+    reference.save_pretrained(directory)
+    for side in ("source", "target"):
+        (directory / f"{side}.spm").write_bytes((tmp_path / "sp.model").read_bytes())
+    (directory / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+    tokenizer = transformers.MarianTokenizer(
+        source_spm=str(directory / "source.spm"), target_spm=str(directory / "target.spm"),
+        vocab=str(directory / "vocab.json"),
+    )  # fmt: skip
+    sources = ["In the beginning God created the heavens.", "The Lord is my shepherd."]
+    batch = tokenizer(sources, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        generated = reference.generate(**batch, max_new_tokens=8, num_beams=1, do_sample=False)
+    expected = [text.strip() for text in tokenizer.batch_decode(generated, skip_special_tokens=True)]
+    assert pipeline("translation", model=directory, num_beams=1, max_new_tokens=8)(sources) == expected

@@ -267,7 +267,7 @@ class TextTokenizer:
         try:
             from sentencepiece import sentencepiece_model_pb2
         except ImportError as err:
-            message = "reading Marian's .spm files needs the sentencepiece package (pip install sentencepiece)"
+            message = "reading .spm files needs sentencepiece and protobuf: pip install sentencepiece protobuf"
             raise ValueError(message) from err
         proto = sentencepiece_model_pb2.ModelProto()
         proto.ParseFromString(spm_file.read_bytes())

@@ -38,6 +38,7 @@ __all__ = [
     "EncodedBatch",
     "SpecialTokens",
     "TextTokenizer",
+    "pad_token_ids",
 ]
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -464,3 +465,9 @@ def _roles(tokenizer: Tokenizer, settings: dict[str, Any]) -> SpecialTokens:
             roles[role] = next((guess for guess in _GUESSES[role] if guess in vocab), None)
     return SpecialTokens(**roles)
 
+
+def pad_token_ids(rows: Sequence[Tensor], pad_id: int) -> tuple[Tensor, Tensor]:
+    """Right-pad id sequences to (B, T) with ``pad_id``, and their (B, T) bool mask (True = real token)."""
+    ids = torch.nn.utils.rnn.pad_sequence(list(rows), batch_first=True, padding_value=pad_id)
+    lengths = torch.tensor([len(row) for row in rows])
+    return ids, torch.arange(ids.shape[1])[None] < lengths[:, None]

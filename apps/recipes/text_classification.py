@@ -39,7 +39,7 @@ from polyformer.apps.recipes.typed_config import ConfigError, build_section
 from polyformer.core import EncoderForSequenceClassification, create_model
 from polyformer.text.bert import load_bert
 from polyformer.text.data import LabeledTexts, read_labeled
-from polyformer.text.tokenizer import TextTokenizer
+from polyformer.text.tokenizer import TextTokenizer, pad_token_ids
 
 __all__ = ["LABELS_FILE", "ClassificationDataSettings", "TextClassificationRecipe", "encode_texts",
            "load_classification_recipe", "read_label_names", "train_text_classifier"]  # fmt: skip
@@ -119,10 +119,7 @@ class _Encoded(Dataset):
 
 def encode_texts(batch: Sequence[tuple[Tensor, int]], pad_id: int) -> tuple[dict[str, Tensor], Tensor]:
     """Collate ``(ids, label)`` items: ``({"input_ids", "attention_mask"}, labels)``, right-padded."""
-    ids = torch.nn.utils.rnn.pad_sequence([item[0] for item in batch], batch_first=True, padding_value=pad_id)
-    mask = torch.zeros_like(ids, dtype=torch.bool)
-    for row, (tokens, _) in enumerate(batch):
-        mask[row, : len(tokens)] = True
+    ids, mask = pad_token_ids([item[0] for item in batch], pad_id)
     return {"input_ids": ids, "attention_mask": mask}, torch.tensor([item[1] for item in batch])
 
 

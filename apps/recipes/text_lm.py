@@ -41,7 +41,7 @@ from polyformer.core import create_model, mask_tokens
 from polyformer.text.bible import load_bible_pairs
 from polyformer.text.corpus import load_corpus
 from polyformer.text.data import read_texts
-from polyformer.text.tokenizer import TextTokenizer
+from polyformer.text.tokenizer import TextTokenizer, pad_token_ids
 
 __all__ = ["LMDataSettings", "LMRecipe", "LMTokenizerSettings", "load_lm_recipe", "train_language_model"]
 
@@ -172,10 +172,7 @@ class TokenBlocks(Dataset):
 
 def pad_blocks(batch: Sequence[Tensor], pad_id: int) -> dict[str, Tensor]:
     """Right-pad blocks to (B, T) with their attention mask."""
-    ids = torch.nn.utils.rnn.pad_sequence(list(batch), batch_first=True, padding_value=pad_id)
-    mask = torch.zeros_like(ids, dtype=torch.bool)
-    for row, block in enumerate(batch):
-        mask[row, : len(block)] = True
+    ids, mask = pad_token_ids(batch, pad_id)
     return {"input_ids": ids, "attention_mask": mask}
 
 

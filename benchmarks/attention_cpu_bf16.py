@@ -21,7 +21,7 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
-from polyformer.benchmarks.timing import fastest, prepare
+from polyformer.benchmarks.timing import bf16_rows, fastest, prepare
 from polyformer.core import eager_attention
 from polyformer.core.backends.sdpa import SDPAttention
 
@@ -45,6 +45,8 @@ def main() -> None:
         f" {policy.max_keys} keys ({policy.max_keys_grad} with gradients)"
     )
     print(prepare())
+    if not bf16_rows():
+        return
     print(
         f"{'T':>6}{'B':>5}{'fused fwd ms':>14}{'eager fwd ms':>14}{'ratio':>7}{'fused f+b ms':>14}{'eager f+b ms':>14}"
         f"{'ratio':>7}"

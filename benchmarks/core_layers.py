@@ -18,7 +18,7 @@ from torch import nn
 from transformers import BertConfig
 from transformers.models.bert.modeling_bert import BertLayer
 
-from polyformer.benchmarks.timing import fastest, prepare
+from polyformer.benchmarks.timing import bf16_rows, fastest, prepare
 from polyformer.core import MLP, EncoderLayer, MultiHeadAttention
 
 
@@ -98,8 +98,9 @@ def main() -> None:
         f"{'vs bert':>9}"
     )
     rows = []
+    precisions = ("fp32", "bf16") if bf16_rows() else ("fp32",)
     for mode in ("forward", "forward+backward"):
-        for precision in ("fp32", "bf16"):
+        for precision in precisions:
             t = measure(layers, x, mode, precision, args.rounds)
             ours = t["polyformer"]
             row = dict(mode=mode, precision=precision, **{k: v * 1e3 for k, v in t.items()})

@@ -51,6 +51,7 @@ from polyformer.apps.engine import (
     shutdown_distributed,
     train,
 )
+from polyformer.apps.engine.hardware import machine_summary
 from polyformer.vision.data import load_embedded_fashion_mnist
 from polyformer.vision.vit import vit_nano_patch4_28
 
@@ -226,6 +227,7 @@ def main() -> None:
         ("bf16", "vs-fp32", runs["bf16", "ref"], runs["fp32", "ref"]),
     ]
     steps = record_steps(args)
+    print(machine_summary())
     print(f"torch {torch.__version__}, 1 thread per process, gloo on CPU")
     print(
         f"vit_nano_patch4_28 ({sum(p.numel() for p in build_model().parameters()) / 1e6:.2f}M parameters), "

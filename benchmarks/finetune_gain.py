@@ -26,6 +26,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from polyformer.apps.engine.hardware import machine_summary
 from polyformer.apps.pipelines import SHIPPED_CHECKPOINTS
 from polyformer.apps.recipes.vision_classification import load_recipe, train_vision_classifier
 from polyformer.vision.data import load_embedded_fashion_mnist
@@ -71,6 +72,7 @@ def main() -> None:
         data = Path(tmp) / "images"
         write_folder(data, args.per_class)
         batch = min(32, int(3 * args.per_class * 0.7))  # both recipes' batch is 32 or more; a toy run has fewer images
+        print(machine_summary())
         print(f"{3 * args.per_class} images in 3 classes, 30% held out; final validation accuracy per seed {seeds}")
         for number, (name, (config, model)) in enumerate(runs.items()):
             scores = [

@@ -27,7 +27,7 @@ import tempfile
 import torch
 import transformers
 
-from polyformer.benchmarks.timing import fastest, prepare
+from polyformer.benchmarks.timing import bf16_rows, fastest, prepare
 from polyformer.core import token_cross_entropy
 from polyformer.core.convert_hf_bert import load_hf_bert
 from polyformer.text.gpt import load_hf_gpt2
@@ -72,7 +72,7 @@ def bench_bert(args) -> list[str]:
 
     lines = [f"BERT masked-LM training step: {args.bert_layers} layers x {args.bert_width}, batch "
              f"{args.bert_batch} x {args.bert_seq} tokens (forward + loss + backward)"]  # fmt: skip
-    for bf16 in (False, True):
+    for bf16 in (False, True) if bf16_rows(lines.append) else (False,):
         times = fastest(
             {"ours": step(ours, True, bf16), "hf": step(reference, False, bf16)}, rounds=args.rounds, warmup=1
         )

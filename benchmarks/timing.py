@@ -1,4 +1,10 @@
-"""Timing shared by the benchmark scripts: interleaved calls, fastest call counts.
+"""Timing shared by the benchmark scripts: the machine they ran on, interleaved calls, fastest call counts.
+
+Every script prints :func:`prepare`'s line (or :func:`machine_summary`'s) first: the CPU model,
+thread count and whether bf16 is native, so a figure is never read without its hardware. bf16
+speed rows are measured only where bf16 is native (:func:`bf16_rows`); on a CPU that emulates
+bf16 they are skipped with a line saying why, since emulated bf16 is 10-50x slower than fp32 and
+says nothing about the code (``POLYFORMER_NATIVE_BF16=1`` runs them anyway).
 
 On a small shared CPU a step's time drifts with whatever else runs and with the allocator's
 state, so every script calls its steps in turn, call by call, and keeps each step's fastest
@@ -14,6 +20,9 @@ from collections.abc import Callable
 
 import torch
 
+from polyformer.apps.engine.hardware import machine_summary, native_bf16
+
+__all__ = ["bf16_rows", "fastest", "machine_summary", "prepare", "retain_freed_memory"]
 # glibc mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 
@@ -42,11 +51,22 @@ def retain_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 
 
 
 def prepare(threads: int | None = None) -> str:
-    """Set the thread count and the allocator; returns a line describing the set-up."""
+    """Set the thread count and the allocator; returns a line describing the machine and set-up."""
     if threads:
         torch.set_num_threads(threads)
     retained = retain_freed_memory()
-    return f"{torch.get_num_threads()} threads, torch {torch.__version__}, malloc retains freed memory: {retained}"
+    return f"{machine_summary()}; malloc retains freed memory: {retained}"
+
+
+def bf16_rows(echo: Callable[[str], None] = print) -> bool:
+    """True where bf16 speed rows are worth measuring (bf16 is native); else says why they are skipped."""
+    native, why = native_bf16("cpu")
+    if not native:
+        echo(
+            f"bf16 rows skipped: bf16 is emulated on this CPU ({why}), 10-50x slower than fp32 and not comparable "
+            "with native figures; POLYFORMER_NATIVE_BF16=1 runs them anyway"
+        )
+    return native
 
 
 def fastest(steps: dict[str, Callable[[], object]], rounds: int, warmup: int = 2) -> dict[str, float]:

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 
+from polyformer.apps.engine.hardware import machine_summary
 from polyformer.apps.pipelines import pipeline
 from polyformer.apps.recipes.text_translation import score_translations
 from polyformer.text.bible import load_bible_pairs
@@ -51,6 +52,7 @@ def main() -> None:
     start = time.perf_counter()
     baseline = apertium(sources)
     apertium_seconds = time.perf_counter() - start
+    print(machine_summary())
     print(f"{len(verses)} test verses (books {', '.join(dict.fromkeys(v.book for v in verses))}), English -> Spanish")
     for name, outputs, seconds in (("polyformer", ours, ours_seconds), ("Apertium", baseline, apertium_seconds)):
         scores = score_translations(outputs, references)

@@ -21,13 +21,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 from collections.abc import Callable
+from functools import partial
 
 import timm
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from polyformer.benchmarks.timing import fastest, prepare
+from polyformer.benchmarks.timing import bf16_rows, fastest, prepare
 from polyformer.vision.vit import ViT, convert_timm_state_dict, vit_config_from_timm
 
 NAME = "vit_tiny_patch16_224"
@@ -79,23 +80,14 @@ def main() -> None:
     images = torch.randn(args.batch, 3, 224, 224)
     labels = torch.randint(0, 1000, (args.batch,))
     rows = []
+    with_bf16 = bf16_rows()
     for mode in ("inference", "training"):
         for model in (reference, ours):
             model.train(mode == "training")
-        if mode == "inference":
-            steps = {
-                "timm fp32": inference_step(reference, images, False),
-                "ours fp32": inference_step(ours, images, False),
-                "ours bf16": inference_step(ours, images, True),
-                "timm bf16": inference_step(reference, images, True),
-            }
-        else:
-            steps = {
-                "timm fp32": training_step(reference, images, labels, False),
-                "ours fp32": training_step(ours, images, labels, False),
-                "ours bf16": training_step(ours, images, labels, True),
-                "timm bf16": training_step(reference, images, labels, True),
-            }
+        step = inference_step if mode == "inference" else partial(training_step, labels=labels)
+        steps = {"timm fp32": step(reference, images, bf16=False), "ours fp32": step(ours, images, bf16=False)}
+        if with_bf16:
+            steps.update({"ours bf16": step(ours, images, bf16=True), "timm bf16": step(reference, images, bf16=True)})
         speed = {name: args.batch / seconds for name, seconds in fastest(steps, args.rounds).items()}
         base = speed["timm fp32"]
         rows += [(mode, name, value, value / base) for name, value in speed.items()]

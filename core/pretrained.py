@@ -3,8 +3,8 @@
 Never pickles a model. Writes go to a temporary directory that is renamed into place, so an
 interrupted save never leaves a half-written model behind.
 
-Departure from DESIGN.md section 2 (core imports only stdlib, torch, numpy): core also imports
-``safetensors``, the agreed weights format of section 3.
+One exception to the layer rule in ``docs/architecture.md`` (core imports only the standard
+library, torch and numpy): core also imports ``safetensors``, the one weights format of the suite.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""polyformer.text: tokenizers, BERT and GPT so far (translation and causal LMs are to come), built on polyformer.core.
+"""polyformer.text: tokenizers, BERT (masked LM, classification, sentence embeddings), GPT causal
+LMs and encoder-decoder translation, with Hugging Face BERT/GPT-2/Marian/BART interop, built on
+polyformer.core.
 
 Importing this package registers the text presets (``bert_*``, ``gpt*``) in the core registry.
 """

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 import torch
 
+from polyformer.apps.engine.hardware import machine_summary
 from polyformer.benchmarks.attention_backends import (
     DEFAULT_BACKENDS,
     SWEEP_SCALES,
@@ -113,6 +114,7 @@ def attention_command(
     )
     mode = ("causal" if causal else "bidirectional") + (", forward+backward" if backward else ", forward")
     title = f"attention B=1, H={heads}, D={dim}, fp32, {mode}, {torch.get_num_threads()} threads"
+    click.echo(machine_summary())
     click.echo(title + f"; memory limit {limit / 2**30:.1f} GiB")
     click.echo(f"{'backend':<22} {'n':>7} {'time ms':>11} {'peak MiB':>11} {'rel err':>10}")
     rows = run_benchmark(specs, lengths, settings, log=click.echo)
@@ -139,6 +141,7 @@ def attention_command(
                 "lengths": lengths,
                 "threads": torch.get_num_threads(),
                 "torch": torch.__version__,
+                "machine": machine_summary(),
             }
         }
         data |= {"results": [asdict(r) for r in rows], "summary": summary, "performer_feature_errors": sweep}
@@ -177,6 +180,7 @@ def moe_command(json_path: Path | None, **settings) -> None:
         if settings[name] < 1:
             raise click.BadParameter(f"--{name.replace('_', '-')} must be >= 1")
     settings["capacity_factor"] = settings["capacity_factor"] or None
+    click.echo(machine_summary())
     click.echo(
         f"char LM: {settings['layers']} layers, width {settings['d_model']}, {settings['steps']} steps of "
         f"{settings['batch_size']}x{settings['seq_len']} tokens, {torch.get_num_threads()} threads"

@@ -125,7 +125,7 @@ def train(data: str, overrides: tuple[str, ...], config_name: str | None, nproc:
     "all: every image [default: test if DATA has one, else val].",
 )
 @click.option("--batch-size", default=256, show_default=True, type=int)
-@click.option("--precision", default="fp32", show_default=True, type=click.Choice(["auto", "fp32", "bf16"]))
+@click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "bf16"]))
 @click.option("--confusion-png", default="confusion_matrix.png", show_default=True, type=click.Path(dir_okay=False))
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable images (counted) instead of stopping.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")

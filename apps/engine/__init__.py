@@ -41,7 +41,7 @@ from .optim import (
     warmup_cosine_factor,
     warmup_cosine_schedule,
 )
-from .precision import autocast, resolve_precision
+from .precision import PrecisionChoice, autocast, choose_precision, resolve_precision
 from .randomness import capture_rng_state, restore_rng_state, seed_everything
 from .run_dir import RunDirectoryError, default_run_directory, holds_run, prepare_run_directory, run_of, run_of_model
 from .run_log import MetricsLog, ProgressReporter, plot_training_curves, read_metrics

@@ -22,8 +22,13 @@ __all__ = ["StopRequests", "TrainingInterrupted"]
 HANDLED = (signal.SIGINT, signal.SIGTERM)
 
 
-class TrainingInterrupted(Exception):
+class TrainingInterrupted(BaseException):
     """Training stopped on SIGINT or SIGTERM after saving a checkpoint.
+
+    Like :class:`KeyboardInterrupt` it derives from :class:`BaseException`, so an
+    ``except Exception`` around a training call (a script's, a notebook helper's, a test
+    runner's) does not swallow a scheduler's stop request: the process ends after the
+    checkpoint unless the caller catches this class by name.
 
     Attributes:
         step: the last optimizer step done (the checkpoint's step).

@@ -43,7 +43,7 @@ from .distributed import DistributedContext, all_reduce_sum, init_distributed, w
 from .ema import ModelEMA
 from .interrupt import StopRequests, TrainingInterrupted
 from .optim import build_optimizer, train_step, training_schedule
-from .precision import autocast, resolve_precision
+from .precision import PrecisionChoice, autocast, choose_precision
 from .randomness import seed_everything
 from .run_dir import prepare_run_directory
 from .run_log import MetricsLog, ProgressReporter, plot_training_curves
@@ -97,7 +97,7 @@ class _Run:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     sampler: ResumableBatchSampler
     loader: DataLoader
-    precision: str
+    precision: PrecisionChoice
     total_steps: int
     manager: CheckpointManager
     log: MetricsLog
@@ -225,7 +225,7 @@ def _run_summary(run: _Run, train_items: int) -> list[str]:
         f"{config.grad_accum} micro-batch(es) x {run.sampler.micro_batch}",
         f"optimizer: AdamW lr {config.lr:g}, weight decay {config.weight_decay:g}, warmup-cosine"
         + _fine_tuning_summary(config, run.total_steps)
-        + f"; precision {run.precision}"
+        + f"; precision {run.precision.describe()}"
         + (f"; EMA {config.ema_decay:g}" if config.ema_decay else ""),
     ]
     checkpoints = f"every {run.checkpoint_every} steps and at the end" if run.checkpoint_every else "at the end"
@@ -272,7 +272,7 @@ def _start_run(model, task, train_data, config, context, eval_data, collate_fn, 
         config=config, context=context, task=task, model=model, module=module, optimizer=optimizer,
         scheduler=training_schedule(optimizer, warmup, total, config.min_lr_ratio, config.freeze_backbone_steps),
         sampler=sampler, loader=loader,
-        precision=resolve_precision(config.precision, context.device), total_steps=total,
+        precision=choose_precision(config.precision, context.device), total_steps=total,
         manager=CheckpointManager(out / "checkpoints", config.keep_last, best_metric, best_mode),
         log=MetricsLog(out / "metrics.jsonl" if context.is_main else None),
         ema=ModelEMA(model, config.ema_decay) if config.ema_decay else None, eval_data=eval_data, collate_fn=collate_fn,
@@ -284,7 +284,7 @@ def _start_run(model, task, train_data, config, context, eval_data, collate_fn, 
         restore_run_state(run, state)
         run.log.truncate_after(run.step)
     run.log.write(
-        "start", step=run.step, total_steps=total, world_size=context.world_size, precision=run.precision,
+        "start", step=run.step, total_steps=total, world_size=context.world_size, precision=str(run.precision),
         resumed_from=str(resume_dir) if resume_dir else None, config=config.to_dict(),
     )  # fmt: skip
     return run

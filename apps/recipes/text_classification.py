@@ -10,7 +10,6 @@ validation label never seen in training is an error before training starts.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import random
@@ -33,9 +32,9 @@ from polyformer.apps.engine import (
     seed_everything,
     train,
 )
+from polyformer.apps.recipes.recipe_loader import load_recipe_file, recipe_to_dict
 from polyformer.apps.recipes.text_common import run_tokenizer
-from polyformer.apps.recipes.toml_config import read_recipe_config
-from polyformer.apps.recipes.typed_config import ConfigError, build_section
+from polyformer.apps.recipes.typed_config import ConfigError
 from polyformer.core import EncoderForSequenceClassification, create_model
 from polyformer.text.bert import load_bert
 from polyformer.text.data import LabeledTexts, read_labeled
@@ -71,24 +70,13 @@ class TextClassificationRecipe:
     train: TrainingConfig = field(default_factory=TrainingConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "model": dict(self.model), "data": dataclasses.asdict(self.data),
-                "train": self.train.to_dict()}  # fmt: skip
+        return recipe_to_dict(self)
 
 
 def load_classification_recipe(name_or_path: str | Path, overrides: Sequence[str] = ()) -> TextClassificationRecipe:
-    """Read a text-classification recipe config with ``key=value`` overrides."""
-    config = read_recipe_config(name_or_path, overrides)
-    unknown = sorted(set(config) - {"model", "data", "train"})
-    if unknown:
-        raise ConfigError(f"recipe config {name_or_path}: unknown section(s) {unknown}")
-    model = dict(config.get("model", {}))
-    for name in ("vocab_size", "num_labels", "pad_id", "mask_id"):
-        if name in model:
-            raise ConfigError(f"model.{name} comes from the tokenizer or the data; remove it")
-    data = build_section(ClassificationDataSettings, config.get("data", {}), "data")
-    return TextClassificationRecipe(
-        Path(str(name_or_path)).stem, model, data, build_section(TrainingConfig, config.get("train", {}), "train")
-    )
+    """Read a text-classification recipe config with ``key=value`` overrides (see :func:`load_recipe_file`)."""
+    derived = {name: "the tokenizer or the data" for name in ("vocab_size", "num_labels", "pad_id", "mask_id")}
+    return load_recipe_file(TextClassificationRecipe, name_or_path, overrides, derived=derived)
 
 
 def read_label_names(directory: str | Path) -> list[str]:

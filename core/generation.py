@@ -211,6 +211,7 @@ def beam_search(
     early_stopping: bool | str = False,
     processors: Sequence[LogitProcessorFn] | None = None,
     callback: StepCallback | None = None,
+    patience: float = 1.0,
 ) -> GenerationOutput:
     """Keep ``num_beams`` live hypotheses per input; return the best finished ones by length-normalised score.
 
@@ -232,18 +233,24 @@ def beam_search(
             are added to the beam scores.
         callback: called after every step as ``callback(step, tokens (B, K))`` with the last
             token of each live hypothesis, best first. They are tentative: only ``sequences`` is final.
+        patience: finished hypotheses kept per input, as a multiple of ``num_beams``
+            (openai/whisper's patience): ``round(K * patience)`` slots compete, so a patience
+            above 1 searches longer before the stopping rules above are met. 1 = transformers.
 
     Returns:
         ``sequences`` (B, L): the best finished hypothesis of each input, padded with ``pad_id``
-        after its EOS; ``scores`` (B,) its normalised score; ``beams`` (B, K, L) and
-        ``beam_scores`` (B, K): all ``K`` finished hypotheses, best first.
+        after its EOS; ``scores`` (B,) its normalised score; ``beams`` (B, K', L) and
+        ``beam_scores`` (B, K'): all ``K' = round(K * patience)`` finished hypotheses, best first.
     """
     _validate(prompt, max_new_tokens, eos_id, pad_id)
     if num_beams < 1:
         raise ValueError(f"num_beams must be at least 1, got {num_beams}")
     if early_stopping not in (True, False, "never"):
         raise ValueError(f"early_stopping must be True, False or 'never', got {early_stopping!r}")
+    if patience <= 0:
+        raise ValueError(f"patience must be positive, got {patience}")
     b, k, device = prompt.shape[0], num_beams, prompt.device
+    slots = max(1, round(k * patience))  # finished hypotheses kept per input
     process = _as_processor(processors)
     expand = torch.arange(b, device=device).repeat_interleave(k)
     cache.reorder(expand)
@@ -257,10 +264,10 @@ def beam_search(
     running = torch.zeros(b, k, device=device)
     running[:, 1:] = never  # all beams start identical: expand only the first
     live = torch.empty(b, k, 0, dtype=torch.long, device=device)  # live hypotheses' tokens
-    done = torch.full((b, k, max_new_tokens), pad_id, dtype=torch.long, device=device)  # finished ones
-    done_scores = torch.full((b, k), never, device=device)
-    done_full = torch.zeros(b, k, dtype=torch.bool, device=device)
-    done_lengths = torch.zeros(b, k, dtype=torch.long, device=device)
+    done = torch.full((b, slots, max_new_tokens), pad_id, dtype=torch.long, device=device)  # finished ones
+    done_scores = torch.full((b, slots), never, device=device)
+    done_full = torch.zeros(b, slots, dtype=torch.bool, device=device)
+    done_lengths = torch.zeros(b, slots, dtype=torch.long, device=device)
     improvable = torch.ones(b, 1, dtype=torch.bool, device=device)
     first_k = torch.arange(2 * k, device=device) < k
     offsets = (torch.arange(b, device=device) * k).unsqueeze(1)
@@ -287,7 +294,7 @@ def beam_search(
         normalised = normalised + (full | ~improvable).float() * never + (~just_done).float() * never
         padded = F.pad(candidates, (0, max_new_tokens - i - 1), value=pad_id)
         merged_scores = torch.cat([done_scores, normalised], dim=1)
-        best = merged_scores.topk(k, dim=-1).indices
+        best = merged_scores.topk(slots, dim=-1).indices
         done_scores = merged_scores.gather(1, best)
         done = torch.cat([done, padded], dim=1).gather(1, best.unsqueeze(-1).expand(-1, -1, max_new_tokens))
         done_full = torch.cat([done_full, just_done], dim=1).gather(1, best)
@@ -304,7 +311,7 @@ def beam_search(
         all_full = bool(done_full.all()) and early_stopping is True
         if not bool(improvable.any()) or all_full:
             break
-        cache.reorder((parent_kept + offsets).view(-1))
+        cache.reorder((parent_kept + offsets).view(-1), keep_source=True)  # parents are beams of the same input
         logits = model.step(live[:, :, -1].reshape(-1, 1), cache)[:, -1]
     width = max(1, int(done_lengths.max()))
     beams = done[:, :, :width]
@@ -323,6 +330,7 @@ def generate(
     num_beams: int = 1,
     length_penalty: float = 1.0,
     early_stopping: bool | str = False,
+    patience: float = 1.0,
     temperature: float = 1.0,
     top_k: int | None = None,
     top_p: float | None = None,
@@ -367,5 +375,5 @@ def generate(
     if strategy == "sample":
         sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
         return sample(model, cache, prompt, **sampling, **common)
-    beam = dict(num_beams=num_beams, length_penalty=length_penalty, early_stopping=early_stopping)
+    beam = dict(num_beams=num_beams, length_penalty=length_penalty, early_stopping=early_stopping, patience=patience)
     return beam_search(model, cache, prompt, **beam, **common)

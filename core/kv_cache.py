@@ -80,9 +80,9 @@ class LayerKVCache:
             new_v[:, :, : self.length] = self.self_v
         self.buffer_k, self.buffer_v = new_k, new_v
 
-    def reorder(self, index: Tensor) -> None:
-        """Select/repeat batch rows (beam search)."""
-        for name in ("buffer_k", "buffer_v", "cross_k", "cross_v"):
+    def reorder(self, index: Tensor, keep_source: bool = False) -> None:
+        """Select/repeat batch rows (beam search); ``keep_source`` leaves the cross-attention entries."""
+        for name in ("buffer_k", "buffer_v") if keep_source else ("buffer_k", "buffer_v", "cross_k", "cross_v"):
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, value.index_select(0, index))
@@ -153,11 +153,18 @@ class KVCache:
         self.length += new
         return positions
 
-    def reorder(self, index: Tensor) -> None:
-        """Select/repeat batch rows in place, e.g. to expand to beams or follow beam parents."""
+    def reorder(self, index: Tensor, keep_source: bool = False) -> None:
+        """Select/repeat batch rows in place, e.g. to expand to beams or follow beam parents.
+
+        ``keep_source``: the index only moves rows among rows with the same source (a beam's
+        parent is a beam of the same input), so the cross-attention keys/values, memory and
+        its mask stay as they are: for a long source (Whisper's 1500 frames) copying them at
+        every step costs more than the step itself.
+        """
         for layer in self.layers:
-            layer.reorder(index)
-        for name in ("key_mask", "next_position", "memory", "memory_mask", "key_positions"):
+            layer.reorder(index, keep_source)
+        names = ("key_mask", "next_position", "key_positions")
+        for name in names if keep_source else (*names, "memory", "memory_mask"):
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, value.index_select(0, index))

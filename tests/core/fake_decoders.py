@@ -17,7 +17,7 @@ class LastTokenModel:
         def __init__(self):
             self.history = None
 
-        def reorder(self, index):
+        def reorder(self, index, keep_source=False):
             if self.history is not None:
                 self.history = self.history.index_select(0, index)
 

@@ -127,3 +127,27 @@ def test_bad_generation_arguments():
         model.generate(ids, max_new_tokens=0)
     with pytest.raises(ValueError, match="top_p"):
         model.generate(ids, strategy="sample", top_p=1.5)
+
+
+def test_patience_keeps_more_finished_hypotheses_and_is_validated():
+    model = TableModel(_trap_table())
+    bos = torch.tensor([[1]])
+    common = dict(max_new_tokens=4, eos_id=EOS, pad_id=PAD, num_beams=2, length_penalty=0.0)
+    plain = generate(model, TableModel.Cache(), bos, **common)
+    patient = generate(model, TableModel.Cache(), bos, patience=2.0, **common)
+    assert plain.beams.shape[1] == 2 and patient.beams.shape[1] == 4
+    assert patient.sequences[0, :2].tolist() == plain.sequences[0, :2].tolist() == [4, 2]  # the same best one
+    assert patient.beam_scores[0, 1] >= patient.beam_scores[0, 2]  # best first
+    with pytest.raises(ValueError, match="patience"):
+        generate(model, TableModel.Cache(), bos, patience=0.0, **common)
+
+
+def test_beam_search_on_an_encoder_decoder_is_unchanged_by_keeping_the_source():
+    # the beams reorder the self-attention cache only (keep_source); the cross-attention keys are per input
+    model = create_model("transformer_tiny", vocab_size=30).eval()
+    src = torch.randint(3, 30, (2, 9))
+    out = model.generate(src, max_new_tokens=6, num_beams=4)
+    for i in range(2):
+        single = model.generate(src[i : i + 1], max_new_tokens=6, num_beams=4)
+        n = single.sequences.shape[1]
+        assert torch.equal(out.sequences[i, :n], single.sequences[0])

@@ -2,6 +2,7 @@
 
 - :mod:`.vision`: ``polyformer vision train|eval|predict``
 - :mod:`.text`: ``polyformer text tokenizer train|train-translation|translate|eval``
+- :mod:`.speech`: ``polyformer speech transcribe|models``
 - :mod:`.common`: what the groups share (training options, the torchrun re-run, error reporting)
 - :mod:`.bench`: ``polyformer bench attention|moe`` (measurements in ``benchmarks/``)
 - :mod:`.info`: ``polyformer info``
@@ -21,6 +22,7 @@ from polyformer.apps import __version__
 from .bench import bench as bench_group
 from .demo import demo as demo_command
 from .info import info as info_command
+from .speech import speech as speech_group
 from .text import text as text_group
 from .vision import vision as vision_group
 
@@ -33,5 +35,5 @@ def main() -> None:
     """polyformer: from-scratch transformers for images, audio, DNA and text."""
 
 
-for command in (vision_group, text_group, bench_group, info_command, demo_command):
+for command in (vision_group, text_group, speech_group, bench_group, info_command, demo_command):
     main.add_command(command)

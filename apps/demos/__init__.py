@@ -17,6 +17,7 @@ DEMOS: dict[str, tuple[str, str]] = {
     "core": ("polyformer.apps.demos.core", "an encoder-decoder trained to reverse sequences, greedy vs beam search"),
     "vision": ("polyformer.apps.demos.vision", "the shipped ViT on embedded Fashion-MNIST test images"),
     "text": ("polyformer.apps.demos.text", "the shipped English-to-Spanish transformer on held-out Bible verses"),
+    "speech": ("polyformer.apps.demos.speech", "real OpenAI Whisper base transcribing real LibriVox recordings"),
 }
 
 

@@ -69,6 +69,9 @@ class AttentionBackend(nn.Module):
         decoding_state: has ``init_state(batch, device)`` and
             ``step(q, k, v, state, key_mask) -> (out, state)``, a constant-size causal decoding
             state used by the KV cache instead of stored keys and values.
+        grouped_kv: accepts keys and values with fewer heads Hkv than the queries (H a multiple
+            of Hkv; grouped-query attention) without repeating them, so a layer need not copy
+            its whole KV cache Hkv -> H at every decoding step.
 
     Args:
         num_heads: number of query heads H.
@@ -84,6 +87,7 @@ class AttentionBackend(nn.Module):
     masks: ClassVar[str] = "any"
     exact: ClassVar[bool] = True
     decoding_state: ClassVar[bool] = False
+    grouped_kv: ClassVar[bool] = False
 
     def __init__(self, *, num_heads: int, head_dim: int, max_len: int | None = None, **options: Any):
         super().__init__()

@@ -215,11 +215,14 @@ class MultiHeadAttention(nn.Module):
             if self.rotary is not None:
                 q, k = self._rotate(q, k, positions, key_positions)
             if self.cross and cache is not None:
+                # contiguous once per source, so no step re-copies them for its batched matmuls
+                k, v = k.contiguous(), v.contiguous()  # (B, Hkv, S, Dh)
                 cache.cross_k, cache.cross_v = k, v
         use_state = cache is not None and not self.cross and self.backend.decoding_state and not return_weights
         if cache is not None and not self.cross and not use_state:
             k, v = cache.append(k, v)
-        if self.num_kv_heads != self.num_heads:
+        grouped_backend = self.backend.grouped_kv and not use_state and not return_weights
+        if self.num_kv_heads != self.num_heads and not grouped_backend:  # else the backend takes Hkv heads as they are
             repeat = self.num_heads // self.num_kv_heads
             k = k.repeat_interleave(repeat, dim=1)  # (B, H, S, Dh)
             v = v.repeat_interleave(repeat, dim=1)

@@ -28,7 +28,11 @@ __all__ = [
 ]
 
 
-def _check_positions(positions: Tensor, max_len: int) -> None:
+def _check_positions(positions: Tensor, max_len: int, bound: int | None = None) -> None:
+    """Raise when a position is past the table; ``bound``, a known upper bound of the positions
+    (a cache's length), skips the host sync of reading their maximum when it is in range."""
+    if bound is not None and bound < max_len:
+        return
     if positions.numel() and int(positions.max()) >= max_len:
         raise ValueError(
             f"position {int(positions.max())} is past the maximum length {max_len}; raise max_len in the config"
@@ -49,9 +53,9 @@ class LearnedPositionalEmbedding(nn.Module):
         self.weight = nn.Parameter(torch.empty(max_len, dim))
         nn.init.normal_(self.weight, std=0.02)
 
-    def forward(self, positions: Tensor) -> Tensor:
-        """Embeddings (..., D) for integer ``positions`` (...)."""
-        _check_positions(positions, self.max_len)
+    def forward(self, positions: Tensor, bound: int | None = None) -> Tensor:
+        """Embeddings (..., D) for integer ``positions`` (...); ``bound``: a known upper bound of them."""
+        _check_positions(positions, self.max_len, bound)
         return F.embedding(positions, self.weight)
 
 
@@ -75,9 +79,9 @@ class SinusoidalPositionalEmbedding(nn.Module):
         self.max_len = max_len
         self.register_buffer("table", sinusoidal_table(max_len, dim, base), persistent=False)
 
-    def forward(self, positions: Tensor) -> Tensor:
-        """Embeddings (..., D) for integer ``positions`` (...)."""
-        _check_positions(positions, self.max_len)
+    def forward(self, positions: Tensor, bound: int | None = None) -> Tensor:
+        """Embeddings (..., D) for integer ``positions`` (...); ``bound``: a known upper bound of them."""
+        _check_positions(positions, self.max_len, bound)
         return F.embedding(positions, self.table)
 
 

@@ -100,11 +100,17 @@ class TokenEmbedding(nn.Module):
         self.norm = norm
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, ids: Tensor, positions: Tensor, token_types: Tensor | None = None) -> Tensor:
-        """Ids (B, T) at positions (B, T), token types (B, T) (default all 0) -> vectors (B, T, D)."""
+    def forward(
+        self, ids: Tensor, positions: Tensor, token_types: Tensor | None = None, max_position: int | None = None
+    ) -> Tensor:
+        """Ids (B, T) at positions (B, T), token types (B, T) (default all 0) -> vectors (B, T, D).
+
+        ``max_position``: a known upper bound of ``positions`` (a KV cache's length), which spares
+        the range check its host sync.
+        """
         x = self.tokens(ids) * self.scale  # (B, T, D)
         if self.positions is not None:
-            x = x + self.positions(positions)
+            x = x + self.positions(positions, max_position)
         if self.token_types is not None:
             if token_types is None:
                 x = x + self.token_types.weight[0]
@@ -238,6 +244,7 @@ class TokenDecoder(nn.Module):
         cache: KVCache | None = None,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
+        check_ids: bool = True,
     ) -> tuple[Tensor, StackOutput]:
         """Logits (B, T, V) for tokens (B, T), extending ``cache`` if given, and the stack's outputs.
 
@@ -249,8 +256,11 @@ class TokenDecoder(nn.Module):
             cache: the decoding state from :meth:`new_cache`.
             output_hidden_states: keep each layer's output.
             output_attentions: keep each layer's attention weights.
+            check_ids: check that the ids are in the vocabulary (a host sync: :meth:`step`, fed by
+                generation's own argmax or sampling, skips it).
         """
-        check_token_ids(tokens, self.vocab_size, "target token ids")
+        if check_ids:
+            check_token_ids(tokens, self.vocab_size, "target token ids")
         b, t = tokens.shape
         if cache is not None:
             positions = cache.advance(token_mask, b, t, tokens.device, track_positions=self.alibi is not None)
@@ -263,7 +273,7 @@ class TokenDecoder(nn.Module):
         self_mask = self_attention_mask(self.alibi, positions, k_positions, key_mask)
         cross_mask = None if memory_mask is None else memory_mask[:, None, None, :]
         out = self.stack(
-            self.embed(tokens, positions),
+            self.embed(tokens, positions, max_position=None if cache is None else cache.length - 1),
             memory=memory,
             self_mask=self_mask,
             memory_mask=cross_mask,
@@ -276,8 +286,8 @@ class TokenDecoder(nn.Module):
         return (logits if self.logits_bias is None else logits + self.logits_bias), out
 
     def step(self, tokens: Tensor, cache: KVCache, token_mask: Tensor | None = None) -> Tensor:
-        """Logits (B, t, V) for the next tokens (B, t), extending ``cache``."""
-        return self(tokens, token_mask=token_mask, cache=cache)[0]
+        """Logits (B, t, V) for the next tokens (B, t), extending ``cache`` (ids from generation: not re-checked)."""
+        return self(tokens, token_mask=token_mask, cache=cache, check_ids=False)[0]
 
 
 class EncoderDecoderTransformer(PretrainedModel):

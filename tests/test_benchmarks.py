@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 SKIPPED_BF16 = "bf16 rows skipped: bf16 is emulated on this CPU (POLYFORMER_NATIVE_BF16=0)"
 
@@ -97,3 +99,17 @@ def test_text_models_prints_every_comparison():
     out = run_script("text_models.py", "--rounds", "1", *[str(item) for pair in sizes.items() for item in pair])
     assert out.count("   ratio ") == 2 + 4 + 1
     assert "identical tokens: True" in out and "identical output: True" in out
+
+
+def test_whisper_vs_transformers_prints_every_row():
+    from polyformer.speech.whisper.pretrained import whisper_base_files
+
+    if whisper_base_files() is None:
+        pytest.skip("the Whisper base wheels are not installed")
+    out = run_script("whisper_vs_transformers.py", "--rounds", "1", "--new", "6", "--beams", "2", native_bf16="0")
+    assert SKIPPED_BF16 in out
+    assert [line.split(":")[1].split()[0] for line in out.splitlines() if line.startswith("fp32:")] == [
+        "encoder", "greedy", "beam",
+    ]  # fmt: skip
+    assert out.count("identical tokens: True") == 2
+    assert "WER on the 5 LibriVox clips: ours" in out and "same texts: True" in out and "faster-whisper" in out

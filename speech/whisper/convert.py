@@ -449,8 +449,13 @@ def _norm_param(param: str) -> str:
     return {"gamma": "weight", "beta": "bias"}.get(param, param)
 
 
-def whisper_config_from_ctranslate2(variables: dict[str, Tensor], ct2_config: dict[str, Any]) -> WhisperConfig:
-    """Our :class:`WhisperConfig` from the shapes of CTranslate2 variables and faster-whisper's ``config.json``."""
+def whisper_config_from_ctranslate2(
+    variables: dict[str, Tensor], ct2_config: dict[str, Any], **token_ids: int
+) -> WhisperConfig:
+    """Our :class:`WhisperConfig` from the shapes of CTranslate2 variables and faster-whisper's ``config.json``.
+
+    ``token_ids`` (``sot_id``, ``eos_id``, ``pad_id``) come from the model's tokenizer; the file has none.
+    """
     try:
         vocab, dim = variables["decoder/embeddings/weight"].shape
         n_mels = variables["encoder/conv1/weight"].shape[1]
@@ -481,4 +486,5 @@ def whisper_config_from_ctranslate2(variables: dict[str, Tensor], ct2_config: di
         alignment_heads=[list(map(int, p)) for p in ct2_config.get("alignment_heads") or []],
         suppress_tokens=suppress,
         begin_suppress_tokens=[int(t) for t in ct2_config.get("suppress_ids_begin") or []],
+        **token_ids,
     )

@@ -140,9 +140,11 @@ def load_whisper(
             ct2_config = json.loads(files.config.read_text())
         except ValueError as err:
             raise ValueError(f"cannot read {files.config}: {err}") from err
-        config = whisper_config_from_ctranslate2(variables, ct2_config)
-        tokenizer = WhisperTokenizer.from_file(files.tokenizer, config.vocab_size)
-        model = Whisper(_with_token_ids(config, tokenizer).replace(**overrides))
+        if "decoder/embeddings/weight" not in variables:
+            raise ValueError(f"{files.weights[0]}: not a CTranslate2 Whisper model (no decoder/embeddings/weight)")
+        tokenizer = WhisperTokenizer.from_file(files.tokenizer, variables["decoder/embeddings/weight"].shape[0])
+        ids = dict(sot_id=tokenizer.sot, eos_id=tokenizer.eot, pad_id=tokenizer.eot)
+        model = Whisper(whisper_config_from_ctranslate2(variables, ct2_config, **ids).replace(**overrides))
         model.load_weights(convert_ctranslate2_state(variables), str(files.weights[0]))
     model = model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
     return model.eval(), tokenizer

@@ -105,3 +105,16 @@ def test_models_return_per_layer_hidden_states_and_attention_weights():
     with torch.no_grad():
         lm_out = lm(tgt, output_attentions=True)
     assert len(lm_out.decoder.attentions) == 2 and lm_out.decoder.cross_attentions == (None, None)
+
+
+@pytest.mark.parametrize("position", ["learned", "sinusoidal"])
+def test_cached_steps_past_the_position_table_still_fail_clearly(position):
+    """Steps inside the table skip the range check (the cache length bounds the positions);
+    a step past it is still the clear error."""
+    model = DecoderOnlyTransformer(_config(position, max_len=8)).eval()
+    cache = model.new_cache()
+    with torch.no_grad():
+        model.step(torch.randint(3, 50, (2, 7)), cache)
+        model.step(torch.randint(3, 50, (2, 1)), cache)  # position 7: the last one
+        with pytest.raises(ValueError, match="position 8 is past the maximum length 8"):
+            model.step(torch.randint(3, 50, (2, 1)), cache)

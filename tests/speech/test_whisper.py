@@ -235,3 +235,51 @@ def test_hf_config_mapping_rejects_what_is_not_whisper():
     state = {"model.encoder.layers.0.self_attn.bogus.weight": torch.zeros(1)}
     with pytest.raises(ValueError, match="has no counterpart"):
         convert_hf_whisper_state_dict(state)
+
+
+def test_fallback_retries_a_looping_window_at_the_next_temperature(pair, tokenizer, monkeypatch):
+    """A window whose text repeats (compression ratio above the threshold) is decoded again at the
+    next temperature; a window that passes is kept at the first; the last try stands."""
+    from polyformer.speech.whisper import decoding
+    from polyformer.speech.whisper.decoding import DecodingResult, decode_with_fallback
+
+    calls = []
+
+    def fake_decode(model, tok, memory, options, temperature=0.0, languages=None, previous=None):
+        calls.append((temperature, memory.shape[0]))
+        out = []
+        for row in range(memory.shape[0]):
+            looping = temperature < 0.4 and (memory.shape[0] == 1 or row == 0)
+            text = "the cat " * 40 if looping else "the cat sat on the mat"
+            out.append(DecodingResult([5], text, -0.3, 0.01, temperature, decoding.compression_ratio(text)))
+        return out
+
+    monkeypatch.setattr(decoding, "decode_window", fake_decode)
+    memory = torch.zeros(2, 4, 64)
+    options = DecodingOptions(language="en", temperature=(0.0, 0.2, 0.4, 0.6))
+    first, second = decode_with_fallback(pair[0], tokenizer, memory, options)
+    assert (first.temperature, second.temperature) == (0.4, 0.0)
+    assert calls == [(0.0, 2), (0.2, 1), (0.4, 1)]  # only the looping window is retried
+    assert first.text == "the cat sat on the mat"
+    calls.clear()
+    (only,) = decode_with_fallback(pair[0], tokenizer, memory[:1], DecodingOptions(language="en", temperature=0.0))
+    assert only.temperature == 0.0 and only.compression_ratio > 2.4 and calls == [(0.0, 1)]  # no ladder: kept
+
+
+def test_ctranslate2_reader_gives_the_tensors_of_the_hf_conversion(pair, tmp_path):
+    """CTranslate2's own converter turns transformers' directory into a faster-whisper directory;
+    our reader of that format loads exactly the tensors our Hugging Face loader does."""
+    ctranslate2 = pytest.importorskip("ctranslate2")
+    _, _, directory = pair
+    converter = ctranslate2.converters.TransformersConverter(str(directory), copy_files=["tokenizer.json"])
+    converter.convert(str(tmp_path / "ct2"), quantization="float32")
+    from_hf, hf_tokenizer = load_whisper(directory)
+    from_ct2, ct2_tokenizer = load_whisper(tmp_path / "ct2")
+    assert find_whisper(tmp_path / "ct2").kind == "ctranslate2"
+    a, b = from_hf.state_dict(), from_ct2.state_dict()
+    assert set(a) == set(b)
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    assert from_ct2.config.alignment_heads == from_hf.config.alignment_heads
+    assert from_ct2.config.suppress_tokens == from_hf.config.suppress_tokens
+    assert ct2_tokenizer.sot == hf_tokenizer.sot and from_ct2.config.sot_id == from_hf.config.sot_id

@@ -34,7 +34,15 @@ from .encoder_models import (
     mean_pool,
 )
 from .feedforward import MLP, DropPath, GatedMLP, RMSNorm, build_feed_forward, build_norm
-from .generation import GenerationOutput, beam_search, generate, greedy_search, sample, top_k_top_p_filter
+from .generation import (
+    GenerationOutput,
+    beam_search,
+    generate,
+    generate_after_prompt,
+    greedy_search,
+    sample,
+    top_k_top_p_filter,
+)
 from .kv_cache import KVCache, LayerKVCache, positions_from_mask
 from .layers import DecoderLayer, EncoderLayer, LayerScale, Residual
 from .logit_processors import (

@@ -31,7 +31,10 @@ from torch import Tensor
 
 from .logit_processors import LogitProcessorList, build_logit_processors
 
-__all__ = ["GenerationOutput", "beam_search", "generate", "greedy_search", "sample", "top_k_top_p_filter"]
+__all__ = [
+    "GenerationOutput", "beam_search", "generate", "generate_after_prompt", "greedy_search", "sample",
+    "top_k_top_p_filter",
+]  # fmt: skip
 
 LogitProcessorFn = Callable[[Tensor, Tensor], Tensor]
 """``processor(generated (N, L) int64, scores (N, V)) -> scores (N, V)``."""
@@ -377,3 +380,41 @@ def generate(
         return sample(model, cache, prompt, **sampling, **common)
     beam = dict(num_beams=num_beams, length_penalty=length_penalty, early_stopping=early_stopping, patience=patience)
     return beam_search(model, cache, prompt, **beam, **common)
+
+
+def generate_after_prompt(
+    model: Steppable,
+    cache: Any,
+    prompt: Tensor | Sequence[int],
+    batch: int,
+    device: torch.device,
+    max_new_tokens: int,
+    eos_id: int,
+    pad_id: int,
+    max_positions: int | None = None,
+    **options: Any,
+) -> GenerationOutput:
+    """:func:`generate` for an encoder-decoder whose cache already holds the encoded source.
+
+    What every encoder-decoder (translation, speech recognition) does around generation, written
+    once: the decoder prompt may be a list of ids shared by every row (start, language and task
+    tokens) or a (B, T) tensor; with ``max_positions`` (the decoder's position table),
+    ``max_new_tokens`` is capped to the room the prompt leaves.
+
+    Raises:
+        ValueError: an empty prompt, a prompt of the wrong shape, or no room left after it.
+    """
+    if not isinstance(prompt, Tensor):
+        if not prompt:
+            raise ValueError("the decoder prompt needs at least one token")
+        prompt = torch.tensor([list(prompt)], dtype=torch.long).expand(batch, -1)
+    if prompt.dim() != 2 or prompt.shape[0] != batch:
+        raise ValueError(f"the decoder prompt must be (B={batch}, T) token ids, got {tuple(prompt.shape)}")
+    if max_positions is not None:
+        room = max_positions - prompt.shape[1]
+        if room < 1:
+            raise ValueError(f"a prompt of {prompt.shape[1]} tokens leaves no room in {max_positions} target positions")
+        max_new_tokens = min(max_new_tokens, room)
+    options.setdefault("eos_id", eos_id)
+    options.setdefault("pad_id", pad_id)
+    return generate(model, cache, prompt.to(device), max_new_tokens=max_new_tokens, **options)

@@ -387,19 +387,14 @@ class EncoderDecoderTransformer(PretrainedModel):
                 tensor (several start tokens, as a multilingual model's language and task
                 tokens); default ``[bos_id]``. They are not part of the output.
         """
-        from .generation import generate
+        from .generation import generate_after_prompt
 
         cache = self.new_cache(src, src_mask)
         prompt = decoder_prompt if decoder_prompt is not None else [self.config.bos_id]
-        if not isinstance(prompt, Tensor):
-            if not prompt:
-                raise ValueError("decoder_prompt needs at least one token")
-            prompt = torch.tensor([list(prompt)], dtype=torch.long, device=src.device).expand(src.shape[0], -1)
-        if prompt.dim() != 2 or prompt.shape[0] != src.shape[0]:
-            raise ValueError(f"decoder_prompt must be (B={src.shape[0]}, T) token ids, got {tuple(prompt.shape)}")
-        options.setdefault("eos_id", self.config.eos_id)
-        options.setdefault("pad_id", self.config.pad_id)
-        return generate(self, cache, prompt.to(src.device), max_new_tokens=max_new_tokens, **options)
+        return generate_after_prompt(
+            self, cache, prompt, src.shape[0], src.device, max_new_tokens, self.config.eos_id, self.config.pad_id,
+            **options,
+        )  # fmt: skip
 
 
 class DecoderOnlyTransformer(PretrainedModel):

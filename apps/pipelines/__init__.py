@@ -1,8 +1,8 @@
 """Pipelines: raw inputs in, plain Python results out, in batches.
 
 ``pipeline(task, model=..., **options)`` returns a callable for one task. Each domain registers
-its own tasks in a module of this package (:mod:`.vision`, :mod:`.text`; a new domain adds
-``speech.py`` or ``bio.py`` here and edits nothing else): :func:`register_task` names the task
+its own tasks in a module of this package (:mod:`.vision`, :mod:`.text`, :mod:`.speech`; a new
+domain adds its own module, e.g. ``bio.py``, here and edits nothing else): :func:`register_task` names the task
 and its builder, and the builder's keyword parameters are the options the task accepts. Every
 task takes ``device``; an option the task does not take is an error that lists the ones it does::
 
@@ -19,6 +19,7 @@ task takes ``device``; an option the task does not take is an error that lists t
     fill = pipeline("fill-mask", model="runs/mlm", top_k=3)
     generate = pipeline("text-generation", model=gpt2_dir, max_new_tokens=20)
     classify_text = pipeline("text-classification", model="runs/sentiment")
+    transcribe = pipeline("automatic-speech-recognition")  # OpenAI Whisper base from the PyPI wheels
 
 :func:`list_tasks` lists the registered tasks with one line each.
 """
@@ -114,7 +115,8 @@ def pipeline(task: str, model: str | Path | None = None, **options: Any) -> Any:
 
     Args:
         task: a registered task name (see :func:`list_tasks`): image-classification,
-            feature-extraction, translation, fill-mask, text-generation, text-classification.
+            feature-extraction, translation, fill-mask, text-generation, text-classification,
+            automatic-speech-recognition.
         model: a model directory, a training run directory, or a shipped checkpoint name
             (default: the task's shipped model, where it has one).
         **options: the task's settings, e.g. ``batch_size=64``, ``top_k=3``, ``device="cuda"``.

@@ -141,17 +141,10 @@ class Whisper(PretrainedModel):
     def generate(self, input_features: Tensor, prompt: Tensor | list[int], max_new_tokens: int = 224, **options: Any):
         """Decode from features (B, M, F) after ``prompt`` (a list of ids for every row, or (B, T));
         options as in :func:`~polyformer.core.generation.generate`. The prompt is not in the output."""
-        from polyformer.core import generate
+        from polyformer.core import generate_after_prompt
 
-        cache = self.new_cache(input_features)
-        b = input_features.shape[0]
-        if not isinstance(prompt, Tensor):
-            prompt = torch.tensor([list(prompt)], dtype=torch.long).expand(b, -1)
-        prompt = prompt.to(input_features.device)
-        room = self.config.max_target_positions - prompt.shape[1]
-        if room < 1:
-            limit = self.config.max_target_positions
-            raise ValueError(f"a prompt of {prompt.shape[1]} tokens leaves no room in {limit} target positions")
-        options.setdefault("eos_id", self.config.eos_id)
-        options.setdefault("pad_id", self.config.pad_id)
-        return generate(self, cache, prompt, max_new_tokens=min(max_new_tokens, room), **options)
+        c = self.config
+        return generate_after_prompt(
+            self, self.new_cache(input_features), prompt, input_features.shape[0], input_features.device,
+            max_new_tokens, c.eos_id, c.pad_id, max_positions=c.max_target_positions, **options,
+        )  # fmt: skip

@@ -151,3 +151,20 @@ def test_beam_search_on_an_encoder_decoder_is_unchanged_by_keeping_the_source():
         single = model.generate(src[i : i + 1], max_new_tokens=6, num_beams=4)
         n = single.sequences.shape[1]
         assert torch.equal(out.sequences[i, :n], single.sequences[0])
+
+
+def test_generate_after_prompt_shares_a_list_prompt_and_caps_to_the_position_table():
+    from polyformer.core import generate_after_prompt
+
+    model = TableModel(_trap_table())
+    common = dict(batch=2, device=torch.device("cpu"), eos_id=EOS, pad_id=PAD)
+    out = generate_after_prompt(model, TableModel.Cache(), [1], max_new_tokens=4, **common)
+    assert out.sequences.shape[0] == 2 and out.sequences[:, 0].tolist() == [3, 3]  # A after BOS, for both rows
+    capped = generate_after_prompt(model, TableModel.Cache(), [1, 3], max_new_tokens=10, max_positions=3, **common)
+    assert capped.sequences.shape[1] == 1  # 3 positions - 2 prompt tokens: room for one
+    with pytest.raises(ValueError, match="leaves no room in 2 target positions"):
+        generate_after_prompt(model, TableModel.Cache(), [1, 3], max_new_tokens=4, max_positions=2, **common)
+    with pytest.raises(ValueError, match="needs at least one token"):
+        generate_after_prompt(model, TableModel.Cache(), [], max_new_tokens=4, **common)
+    with pytest.raises(ValueError, match=r"must be \(B=2, T\) token ids, got \(3, 1\)"):
+        generate_after_prompt(model, TableModel.Cache(), torch.ones(3, 1, dtype=torch.long), max_new_tokens=4, **common)

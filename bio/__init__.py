@@ -1,10 +1,13 @@
 """polyformer.bio: DNABERT-style k-mer DNA models, built on polyformer.core.
 
-So far: the sequence rule and reverse complement (:mod:`.sequence`) and DNABERT's k-mer
-tokenizer (:mod:`.tokenizer`).
+So far: the sequence rule and reverse complement (:mod:`.sequence`), DNABERT's k-mer
+tokenizer (:mod:`.tokenizer`) and its k-mer-aware MLM masking (:mod:`.masking`).
 """
 
+from .masking import mask_kmers
 from .sequence import SequenceError, normalize_sequence, reverse_complement
 from .tokenizer import KmerTokenizer, kmer_vocabulary
 
-__all__ = ["KmerTokenizer", "SequenceError", "kmer_vocabulary", "normalize_sequence", "reverse_complement"]
+__all__ = [
+    "KmerTokenizer", "SequenceError", "kmer_vocabulary", "mask_kmers", "normalize_sequence", "reverse_complement",
+]  # fmt: skip

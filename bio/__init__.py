@@ -1,7 +1,8 @@
 """polyformer.bio: DNABERT-style k-mer DNA models, built on polyformer.core.
 
 So far: the sequence rule and reverse complement (:mod:`.sequence`), DNABERT's k-mer
-tokenizer (:mod:`.tokenizer`) and its k-mer-aware MLM masking (:mod:`.masking`).
+tokenizer (:mod:`.tokenizer`), its k-mer-aware MLM masking (:mod:`.masking`) and readers for
+FASTA / FASTQ / GenBank and ``sequence,label`` CSV files (:mod:`.data`).
 """
 
 from .masking import mask_kmers

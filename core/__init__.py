@@ -58,7 +58,7 @@ from .logit_processors import (
     build_logit_processors,
 )
 from .moe import MoEFeedForward, MoEStats, apply_moe, build_moe_feed_forward, collect_aux_loss, moe_stats
-from .multihead import MultiHeadAttention, fuse_qkv_state
+from .multihead import MultiHeadAttention, fuse_qkv_state, split_qkv_state
 from .objectives import (
     IGNORE_INDEX,
     ContiguousSpans,
@@ -184,6 +184,7 @@ __all__ = [
     "eager_attention",
     "fuse_qkv_state",
     "generate",
+    "generate_after_prompt",
     "greedy_search",
     "head_parameter_names",
     "hf_model_type",
@@ -206,6 +207,7 @@ __all__ = [
     "sample",
     "sincos_2d",
     "sinusoidal_table",
+    "split_qkv_state",
     "token_cross_entropy",
     "top_k_top_p_filter",
 ]

@@ -35,7 +35,7 @@ from .encoder_models import (
     EncoderForTokenClassification,
     EncoderOnlyTransformer,
 )
-from .multihead import fuse_qkv_state
+from .multihead import fuse_qkv_state, split_qkv_state
 from .pretrained import (
     CONFIG_NAME,
     HF_ACTIVATIONS,
@@ -95,13 +95,13 @@ _HEAD_RENAMES: list[tuple[str, str]] = [
 # Reference tensors with no counterpart: buffers, the tied copy of the MLM bias, the NSP head.
 _IGNORED = ("embeddings.position_ids", "cls.predictions.decoder.bias", "cls.seq_relationship.")
 _HEAD_PREFIXES = ("mlm_head.", "classifier.")
-# Our backbone-level names -> Hugging Face's (the fused qkv is split by _split_qkv).
+# Our backbone-level names -> Hugging Face's (the fused qkv_proj is then split by split_qkv_state).
 _EXPORT_RENAMES: list[tuple[str, str]] = [
     (r"^embed\.tokens\.", "embeddings.word_embeddings."),
     (r"^embed\.positions\.weight$", "embeddings.position_embeddings.weight"),
     (r"^embed\.token_types\.", "embeddings.token_type_embeddings."),
     (r"^embed\.norm\.", "embeddings.LayerNorm."),
-    (r"^encoder\.layers\.(\d+)\.self_attn\.qkv_proj\.", r"encoder.layer.\1.attention.self.qkv."),
+    (r"^encoder\.layers\.(\d+)\.self_attn\.qkv_proj\.", r"encoder.layer.\1.attention.self.qkv_proj."),
     (r"^encoder\.layers\.(\d+)\.self_attn\.out_proj\.", r"encoder.layer.\1.attention.output.dense."),
     (r"^encoder\.layers\.(\d+)\.self_attn_norm\.", r"encoder.layer.\1.attention.output.LayerNorm."),
     (r"^encoder\.layers\.(\d+)\.feed_forward\.fc1\.", r"encoder.layer.\1.intermediate.dense."),
@@ -287,13 +287,6 @@ def hf_bert_config(config: EncoderConfig, task: str = "base") -> dict[str, Any]:
     }
 
 
-def _split_qkv(name: str, tensor: Tensor, out: dict[str, Tensor]) -> None:
-    """``<layer>.attention.self.qkv.<weight|bias>`` (fused, q k v stacked) -> query, key, value."""
-    prefix, kind = name.rsplit(".qkv.", 1)
-    for part, piece in zip(("query", "key", "value"), tensor.chunk(3)):
-        out[f"{prefix}.{part}.{kind}"] = piece.contiguous()
-
-
 def hf_bert_state_dict(model: PretrainedModel) -> tuple[dict[str, Tensor], str]:
     """Our encoder model's weights under Hugging Face BERT names, and its task.
 
@@ -320,11 +313,8 @@ def hf_bert_state_dict(model: PretrainedModel) -> tuple[dict[str, Tensor], str]:
         new = rename_by_rules(short, _EXPORT_RENAMES)
         if new is None:
             raise ValueError(f"polyformer encoder tensor {name!r} has no Hugging Face BERT counterpart")
-        if ".attention.self.qkv." in new:
-            _split_qkv(prefix + new, tensor, out)
-        else:
-            out[prefix + new] = tensor.contiguous()
-    return out, task
+        out[prefix + new] = tensor.contiguous()
+    return split_qkv_state(out, parts=("query", "key", "value")), task
 
 
 def save_hf_bert(model: PretrainedModel, directory: str | Path) -> Path:

@@ -25,7 +25,7 @@ from .attention_ops import create_attention_backend, eager_attention, key_paddin
 from .kv_cache import LayerKVCache
 from .positional import RotaryEmbedding, apply_rotary
 
-__all__ = ["MultiHeadAttention", "fuse_qkv_state"]
+__all__ = ["MultiHeadAttention", "fuse_qkv_state", "split_qkv_state"]
 
 _PARTS = "qkv"
 
@@ -300,3 +300,27 @@ def fuse_qkv_state(
             filled = [b if b is not None else w.new_zeros(w.shape[0]) for b, w in zip(biases, weights)]
             out[f"{prefix}.qkv_proj.bias"] = torch.cat(filled)
     return out
+
+
+def split_qkv_state(
+    state: dict[str, Tensor],
+    parts: tuple[str, str, str] = ("q_proj", "k_proj", "v_proj"),
+    drop_biases: tuple[str, ...] = (),
+) -> dict[str, Tensor]:
+    """The inverse of :func:`fuse_qkv_state`: every ``<prefix>.qkv_proj.<weight|bias>`` becomes
+    ``<prefix>.<part>.<weight|bias>`` for the three ``parts``, in q, k, v order (contiguous).
+
+    ``drop_biases`` names parts whose bias the foreign layout does not have (Whisper's key
+    projection: :func:`fuse_qkv_state` filled it with zeros).
+    """
+    out: dict[str, Tensor] = {}
+    for name, tensor in state.items():
+        prefix, fused, kind = name.rpartition(".qkv_proj.")
+        if not fused or kind not in ("weight", "bias"):
+            out[name] = tensor
+            continue
+        for part, piece in zip(parts, tensor.chunk(3, dim=0)):
+            if not (kind == "bias" and part in drop_biases):
+                out[f"{prefix}.{part}.{kind}"] = piece.contiguous()
+    return out
+

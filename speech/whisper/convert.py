@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from polyformer.core import HF_ACTIVATIONS, fuse_qkv_state, rename_by_rules
+from polyformer.core import HF_ACTIVATIONS, fuse_qkv_state, rename_by_rules, split_qkv_state
 from polyformer.core.pretrained import write_model_files
 
 from .config import WhisperConfig
@@ -177,20 +177,8 @@ def convert_hf_whisper_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor]
 
 def whisper_to_hf_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor]:
     """Our Whisper state dict in Hugging Face names (``WhisperForConditionalGeneration``)."""
-    split: dict[str, Tensor] = {}
-    for name, tensor in state.items():
-        if name == "decoder.lm_head.weight":
-            continue  # tied to the token embeddings (proj_out below)
-        match = re.match(r"^(.*)\.qkv_proj\.(weight|bias)$", name)
-        if match is None:
-            split[name] = tensor
-            continue
-        prefix, kind = match.groups()
-        q, k, v = tensor.chunk(3, dim=0)
-        split[f"{prefix}.q_proj.{kind}"] = q
-        if kind == "weight":
-            split[f"{prefix}.k_proj.weight"] = k
-        split[f"{prefix}.v_proj.{kind}"] = v
+    tied = {k: v for k, v in state.items() if k != "decoder.lm_head.weight"}  # tied: proj_out below
+    split = split_qkv_state(tied, drop_biases=("k_proj",))  # Whisper's key projection has no bias
     out: dict[str, Tensor] = {}
     for name, tensor in split.items():
         new = rename_by_rules(name, _OURS_TO_HF)

@@ -6,7 +6,7 @@ instead masks every k-mer that overlaps it: k consecutive tokens, of which the m
 bases are then covered by masked tokens only. :func:`mask_kmers` does that with core's span
 masking (:func:`polyformer.core.mask_spans` with :func:`polyformer.core.contiguous_spans`
 centred on the chosen token, as DNABERT's code centres its spans); non-overlapping k-mers share
-no bases, so each token is masked alone (:func:`polyformer.core.mask_tokens`). ``[CLS]``,
+no bases, so each token is masked alone, and so are DNA BPE tokens (:func:`polyformer.core.mask_tokens`). ``[CLS]``,
 ``[SEP]``, ``[UNK]`` and padding are never masked, and random replacements are k-mers only.
 
 Shape legend: B batch, T tokens.
@@ -19,14 +19,14 @@ from torch import Tensor
 
 from polyformer.core import MaskedBatch, contiguous_spans, mask_spans, mask_tokens
 
-from .tokenizer import KmerTokenizer
+from .tokenizer import DnaTokenizer
 
 __all__ = ["mask_kmers"]
 
 
 def mask_kmers(
     ids: Tensor,
-    tokenizer: KmerTokenizer,
+    tokenizer: DnaTokenizer,
     mask_prob: float = 0.15,
     attention_mask: Tensor | None = None,
     generator: torch.Generator | None = None,

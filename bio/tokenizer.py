@@ -33,7 +33,7 @@ from torch import Tensor
 
 from .sequence import normalize_sequence
 
-__all__ = ["KMER_ALPHABET", "SPECIAL_TOKENS", "EncodedBatch", "KmerTokenizer", "kmer_vocabulary"]
+__all__ = ["KMER_ALPHABET", "SPECIAL_TOKENS", "DnaTokenizer", "EncodedBatch", "KmerTokenizer", "kmer_vocabulary"]
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 KMER_ALPHABET = "ATCG"  # DNABERT's order of the bases in its vocabularies
@@ -56,7 +56,50 @@ class EncodedBatch:
     lengths: list[int]
 
 
-class KmerTokenizer:
+class DnaTokenizer:
+    """What the DNA tokenizers share: ``[CLS] tokens [SEP]`` encoding and right-padded batches.
+
+    Subclasses set ``pad_id``, ``cls_id``, ``sep_id`` (and the other special ids) and define
+    :meth:`tokenize`, the ids of a sequence without special tokens.
+    """
+
+    pad_id: int
+    unk_id: int
+    cls_id: int
+    sep_id: int
+    mask_id: int
+    overlapping: bool  # tokens share bases (overlapping k-mers): masking then masks spans
+
+    @property
+    def vocab_size(self) -> int:
+        raise NotImplementedError
+
+    def tokenize(self, sequence: str, record: str = "sequence") -> list[int]:
+        raise NotImplementedError
+
+    def encode(self, sequence: str, record: str = "sequence", max_tokens: int | None = None) -> list[int]:
+        """``[CLS] tokens [SEP]``; with ``max_tokens``, the tokens are cut so the whole fits."""
+        ids = self.tokenize(sequence, record)
+        if max_tokens is not None:
+            if max_tokens < 3:
+                raise ValueError(f"max_tokens must leave room for [CLS], one token and [SEP], got {max_tokens}")
+            ids = ids[: max_tokens - 2]
+        return [self.cls_id, *ids, self.sep_id]
+
+    def encode_batch(
+        self, sequences: Sequence[str], max_tokens: int | None = None, records: Sequence[str] | None = None
+    ) -> EncodedBatch:
+        """Encode and right-pad with ``[PAD]``: ids (B, T) and the mask of real tokens (B, T)."""
+        names = records if records is not None else [f"sequence {i + 1}" for i in range(len(sequences))]
+        rows = [self.encode(s, name, max_tokens) for s, name in zip(sequences, names)]
+        width = max((len(r) for r in rows), default=0)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+        return EncodedBatch(ids, ids.ne(self.pad_id), [len(r) for r in rows])
+
+
+class KmerTokenizer(DnaTokenizer):
     """DNA <-> k-mer token ids; see the module docstring.
 
     Args:
@@ -128,27 +171,6 @@ class KmerTokenizer:
         """Token ids of the k-mers, without special tokens; a k-mer with an ``N`` is ``[UNK]``."""
         unk = self.unk_id
         return [self.ids.get(kmer, unk) for kmer in self.kmers(sequence, record)]
-
-    def encode(self, sequence: str, record: str = "sequence", max_tokens: int | None = None) -> list[int]:
-        """``[CLS] k-mers [SEP]``; with ``max_tokens``, the k-mers are cut so the whole fits."""
-        ids = self.tokenize(sequence, record)
-        if max_tokens is not None:
-            if max_tokens < 3:
-                raise ValueError(f"max_tokens must leave room for [CLS], one k-mer and [SEP], got {max_tokens}")
-            ids = ids[: max_tokens - 2]
-        return [self.cls_id, *ids, self.sep_id]
-
-    def encode_batch(
-        self, sequences: Sequence[str], max_tokens: int | None = None, records: Sequence[str] | None = None
-    ) -> EncodedBatch:
-        """Encode and right-pad with ``[PAD]``: ids (B, T) and the mask of real tokens (B, T)."""
-        names = records if records is not None else [f"sequence {i + 1}" for i in range(len(sequences))]
-        rows = [self.encode(s, name, max_tokens) for s, name in zip(sequences, names)]
-        width = max((len(r) for r in rows), default=0)
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        for i, row in enumerate(rows):
-            ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-        return EncodedBatch(ids, ids.ne(self.pad_id), [len(r) for r in rows])
 
     def decode(self, ids: Sequence[int] | Tensor) -> str:
         """The sequence the k-mer ids came from (special tokens other than ``[UNK]`` are dropped)."""

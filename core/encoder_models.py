@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from .attention_ops import backend_class
 from .config import EncoderConfig
-from .feedforward import ACTIVATIONS, build_norm
+from .feedforward import ACTIVATIONS, GATED, build_norm
 from .kv_cache import positions_from_mask
 from .objectives import IGNORE_INDEX
 from .positional import ALiBi
@@ -142,6 +142,10 @@ class EncoderOnlyTransformer(PretrainedModel):
 class MaskedLMHead(nn.Module):
     """BERT's masked-LM head: dense -> activation -> norm -> decoder (D -> V) + bias.
 
+    An encoder with a gated feed-forward (``swiglu``, ``geglu``) gets its gate's activation here
+    (SiLU, GELU): the head has no second projection to gate, as in DNABERT-2 / MosaicBERT, whose
+    GEGLU encoders keep a GELU prediction head.
+
     Args:
         config: the encoder config (width, activation, norm, vocabulary).
         embedding: token embedding matrix (V, D) the decoder shares, or None for its own.
@@ -149,10 +153,8 @@ class MaskedLMHead(nn.Module):
 
     def __init__(self, config: EncoderConfig, embedding: nn.Parameter | None = None):
         super().__init__()
-        if config.activation not in ACTIVATIONS:
-            raise ValueError(f"the masked-LM head needs a plain activation, not the gated {config.activation!r}")
         self.dense = nn.Linear(config.d_model, config.d_model)
-        self.activation = config.activation
+        self.activation = GATED.get(config.activation, config.activation)
         self.norm = build_norm(config.norm, config.d_model, config.norm_eps)
         self.decoder = nn.Linear(config.d_model, config.vocab_size, bias=False)
         if embedding is not None:

@@ -121,8 +121,8 @@ def test_config_errors_are_clear():
         EncoderConfig(**TINY, pooler=False)
     with pytest.raises(ValueError, match="position"):
         EncoderConfig(**TINY, position="relative")
-    with pytest.raises(ValueError, match="gated"):
-        EncoderForMaskedLM(EncoderConfig(**TINY, activation="swiglu"))
+    with pytest.raises(ValueError, match="activation"):
+        EncoderForMaskedLM(EncoderConfig(**TINY, activation="tanh"))
 
 
 def test_masked_lm_learns_to_copy_masked_tokens_from_their_neighbours():
@@ -159,3 +159,24 @@ def test_masked_lm_with_labels_projects_only_the_labelled_positions():
         torch.testing.assert_close(task.loss(model, batch), expected)
     with pytest.raises(ValueError, match="labels must be"):
         model(ids, mask, labels=labels[:, :3])
+
+
+def test_a_gated_encoder_gets_a_masked_lm_head_with_its_gate_activation_and_alibi_works():
+    """DNABERT-2's shape: GEGLU feed-forward, ALiBi positions, a GELU prediction head."""
+    torch.manual_seed(0)
+    config = EncoderConfig(**{**TINY, "activation": "geglu", "position": "alibi", "max_len": 8})
+    model = EncoderForMaskedLM(config).eval()
+    assert model.mlm_head.activation == "gelu"
+    hidden = torch.randn(2, 5, 32)
+    head = model.mlm_head
+    expected = head.decoder(head.norm(torch.nn.functional.gelu(head.dense(hidden)))) + head.bias
+    assert torch.allclose(head(hidden), expected)
+    ids = torch.randint(5, 50, (2, 12))  # longer than max_len: ALiBi needs no position table
+    mask = torch.ones(2, 12, dtype=torch.bool)
+    mask[1, 7:] = False
+    logits = model(ids, mask)
+    assert logits.shape == (2, 12, 50) and torch.isfinite(logits).all()
+    changed = ids.clone()
+    changed[1, 7:] = 5  # padding does not change the real tokens' outputs
+    assert torch.allclose(model(changed, mask)[1, :7], logits[1, :7], atol=1e-5)
+    assert EncoderForMaskedLM(config.replace(activation="swiglu")).mlm_head.activation == "silu"

@@ -24,16 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from polyformer.core import (
-    EncoderConfig,
-    EncoderForMaskedLM,
-    EncoderForSequenceClassification,
-    EncoderForTokenClassification,
-    EncoderOnlyTransformer,
-    PretrainedModel,
-    mean_pool,
-)
-from polyformer.core.convert_hf_bert import BERT_TASKS, is_hf_bert_directory, load_hf_bert
+from polyformer.core import EncoderOnlyTransformer, PretrainedModel, mean_pool
+from polyformer.core.encoder_loading import load_encoder_directory
 
 from ..tokenizer import TOKENIZER_FILE, VOCAB_FILE, TextTokenizer
 
@@ -111,27 +103,6 @@ def _json(path: Path) -> Any:
         raise ValueError(f"cannot read {path}: {err}") from err
 
 
-_OUR_CLASSES = {
-    "base": EncoderOnlyTransformer,
-    "masked_lm": EncoderForMaskedLM,
-    "sequence_classification": EncoderForSequenceClassification,
-    "token_classification": EncoderForTokenClassification,
-}
-
-
-def _our_task(directory: Path) -> str:
-    """Which of our encoder models a directory's weights are (by their names)."""
-    from safetensors import safe_open
-
-    with safe_open(str(directory / "model.safetensors"), "pt") as handle:
-        names = list(handle.keys())
-    if any(name.startswith("mlm_head.") for name in names):
-        return "masked_lm"
-    if "classifier.weight" in names:
-        return "sequence_classification" if "backbone.pooler.0.weight" in names else "token_classification"
-    return "base"
-
-
 def load_bert(directory: str | Path, task: str | None = None) -> BertBundle:
     """The BERT in ``directory`` (ours or Hugging Face's), its tokenizer and pooling; the model in eval mode.
 
@@ -149,18 +120,7 @@ def load_bert(directory: str | Path, task: str | None = None) -> BertBundle:
         raise FileNotFoundError(f"{directory / 'config.json'} not found: give a BERT model directory")
     if not any((directory / name).is_file() for name in (TOKENIZER_FILE, VOCAB_FILE)):
         raise FileNotFoundError(f"{directory} has no tokenizer ({TOKENIZER_FILE} or {VOCAB_FILE})")
-    if is_hf_bert_directory(directory):
-        model, source = load_hf_bert(directory, task), "huggingface"
-    else:
-        EncoderConfig.load(directory / "config.json")  # fails clearly for another model type
-        stored = _our_task(directory)
-        if task is not None and task not in _OUR_CLASSES:
-            raise ValueError(f"unknown BERT task {task!r}; choose one of {sorted(BERT_TASKS)}")
-        if task not in (None, stored, "base"):
-            raise ValueError(f"{directory} holds a {stored} model, not a {task} model")
-        model, source = _OUR_CLASSES[stored].from_pretrained(directory), "polyformer"
-        if task == "base" and stored != "base":
-            model = model.backbone  # the bare encoder of a head model
+    model, source = load_encoder_directory(directory, task)
     tokenizer = TextTokenizer.load(directory)
     vocab = model.config.vocab_size
     if tokenizer.vocab_size > vocab:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .config import EncoderConfig
 from .convert_hf_bert import BERT_TASKS, is_hf_bert_directory, load_hf_bert
-from .pretrained import CONFIG_NAME, WEIGHTS_NAME, PretrainedModel
+from .pretrained import CONFIG_NAME, MODEL_CLASS_KEY, WEIGHTS_NAME, PretrainedModel
 
 __all__ = ["load_encoder_directory", "stored_encoder_task"]
 
@@ -24,6 +24,12 @@ def stored_encoder_task(directory: str | Path) -> str:
 
     with safe_open(str(Path(directory) / WEIGHTS_NAME), "pt") as handle:
         names = list(handle.keys())
+        saved_by = (handle.metadata() or {}).get(MODEL_CLASS_KEY)
+    for task, (model_class, _) in BERT_TASKS.items():
+        if saved_by == model_class.__name__:
+            return task
+    # Saved without the class name: tell by the weights (a classifier without BERT's pooler is
+    # ambiguous; it is taken for a token classifier, as it was before the name was saved).
     if any(name.startswith("mlm_head.") for name in names):
         return "masked_lm"
     if "classifier.weight" in names:

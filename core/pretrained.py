@@ -37,6 +37,7 @@ __all__ = [
     "rename_by_rules",
     "unique_state_dict",
     "write_model_files",
+    "MODEL_CLASS_KEY",
 ]
 
 CONFIG_NAME = "config.json"
@@ -81,6 +82,9 @@ class atomic_directory:
             shutil.rmtree(old, ignore_errors=True)
 
 
+MODEL_CLASS_KEY = "polyformer_class"  # weights-file metadata: the class of the model that saved them
+
+
 def unique_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """``state`` without repeated (tied) tensors, detached, contiguous and on the CPU.
 
@@ -98,12 +102,20 @@ def unique_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     return unique
 
 
-def write_model_files(directory: str | Path, state: dict[str, torch.Tensor], config: ConfigBase | None = None) -> Path:
-    """Write ``model.safetensors`` (tied copies once) and, if given, ``config.json`` into ``directory`` atomically."""
+def write_model_files(
+    directory: str | Path, state: dict[str, torch.Tensor], config: ConfigBase | None = None, model_class: str = ""
+) -> Path:
+    """Write ``model.safetensors`` (tied copies once) and, if given, ``config.json`` into ``directory`` atomically.
+
+    ``model_class`` (the model's class name) goes into the weights file's metadata, so a loader can
+    tell apart models whose weights have the same names (a mean-pooled sequence classifier and a
+    token classifier, for example).
+    """
+    metadata = {"format": "pt", **({MODEL_CLASS_KEY: model_class} if model_class else {})}
     with atomic_directory(directory) as tmp:
         if config is not None:
             config.save(tmp / CONFIG_NAME)
-        save_file(unique_state_dict(state), str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+        save_file(unique_state_dict(state), str(tmp / WEIGHTS_NAME), metadata=metadata)
     return Path(directory)
 
 
@@ -130,7 +142,8 @@ class PretrainedModel(nn.Module):
             state: the weights to write instead of ``self.state_dict()``, e.g. a full state dict
                 gathered from FSDP shards; tied copies are dropped either way.
         """
-        return write_model_files(directory, self.state_dict() if state is None else state, self.config)
+        state = self.state_dict() if state is None else state
+        return write_model_files(directory, state, self.config, model_class=type(self).__name__)
 
     def no_weight_decay(self) -> set[str]:
         """Names of parameters that AdamW should not decay (as timm's ``no_weight_decay()``).

@@ -3,6 +3,7 @@
 - :mod:`.vision`: ``polyformer vision train|eval|predict``
 - :mod:`.text`: ``polyformer text tokenizer train|train-translation|translate|eval``
 - :mod:`.speech`: ``polyformer speech transcribe|models``
+- :mod:`.bio`: ``polyformer bio pretrain|finetune|eval|predict``
 - :mod:`.common`: what the groups share (training options, the torchrun re-run, error reporting)
 - :mod:`.bench`: ``polyformer bench attention|moe`` (measurements in ``benchmarks/``)
 - :mod:`.info`: ``polyformer info``
@@ -20,6 +21,7 @@ from polyformer.apps import __version__
 
 # Aliased so that ``polyformer.apps.cli.vision`` etc. stay the modules, not their groups.
 from .bench import bench as bench_group
+from .bio import bio as bio_group
 from .demo import demo as demo_command
 from .info import info as info_command
 from .speech import speech as speech_group
@@ -35,5 +37,5 @@ def main() -> None:
     """polyformer: from-scratch transformers for images, audio, DNA and text."""
 
 
-for command in (vision_group, text_group, speech_group, bench_group, info_command, demo_command):
+for command in (vision_group, text_group, speech_group, bio_group, bench_group, info_command, demo_command):
     main.add_command(command)

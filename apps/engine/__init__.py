@@ -28,7 +28,7 @@ from .distributed import (
     under_torchrun,
 )
 from .ema import ModelEMA
-from .finetune import load_for_finetuning
+from .finetune import load_for_finetuning, sequence_classifier_from_encoder
 from .interrupt import StopRequests, TrainingInterrupted
 from .loop import NonFiniteLossError, TrainResult, checkpoint_interval, evaluate, train
 from .optim import (

@@ -16,11 +16,14 @@ freshly built model whose head (its ``head_prefixes``) is sized for the new labe
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["load_for_finetuning"]
+from polyformer.core import EncoderForSequenceClassification, EncoderOnlyTransformer
+
+__all__ = ["load_for_finetuning", "sequence_classifier_from_encoder"]
 
 _SHOWN = 5  # tensor names quoted in an error
 
@@ -121,3 +124,22 @@ def load_for_finetuning(
         lines.append("head: none (the model's head has no parameters)")
     model.load_state_dict(loaded, strict=True)
     return lines
+
+
+def sequence_classifier_from_encoder(
+    encoder: EncoderOnlyTransformer, class_names: Sequence[str], description: str, **changes: Any
+) -> tuple[EncoderForSequenceClassification, list[str]]:
+    """A new sequence classifier over a pretrained encoder (BERT, DNABERT), its backbone loaded.
+
+    The classifier pools as the encoder can: through BERT's pooler when the encoder has one, else
+    the mean of the real tokens. ``changes`` are config fields (``dropout``, ``pool``, ...).
+
+    Returns:
+        The model and :func:`load_for_finetuning`'s log lines.
+    """
+    config = encoder.config.replace(num_labels=len(class_names), **changes)
+    if encoder.pooler is None:
+        config = config.replace(pooler=False, pool="mean")
+    model = EncoderForSequenceClassification(config)
+    state = {f"backbone.{name}": tensor for name, tensor in encoder.state_dict().items()}
+    return model, load_for_finetuning(model, state, description, class_names)

@@ -76,6 +76,8 @@ class ClassificationTask:
             returning soft labels (B, C); it runs in the training process, so its randomness is
             checkpointed with the RNG state.
         detailed: also per-class accuracy and the confusion matrix (for ``eval`` reports).
+        scores: also macro F1, Matthews correlation (``mcc``) and macro one-vs-rest AUROC (the
+            DNA benchmarks' metrics).
     """
 
     default_best: ClassVar[tuple[str, str]] = ("accuracy", "max")  # picks best_model/ unless the config names one
@@ -83,6 +85,7 @@ class ClassificationTask:
     label_smoothing: float = 0.0
     batch_transform: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None
     detailed: bool = False
+    scores: bool = False
 
     def loss(self, model: nn.Module, batch: Any) -> Tensor:
         inputs, labels = batch[0], batch[1]
@@ -102,6 +105,12 @@ class ClassificationTask:
         if self.detailed:
             metrics["per_class_accuracy"] = MulticlassAccuracy(self.num_classes, average=None)
             metrics["confusion_matrix"] = MulticlassConfusionMatrix(self.num_classes)
+        if self.scores:
+            from torchmetrics.classification import MulticlassAUROC, MulticlassF1Score, MulticlassMatthewsCorrCoef
+
+            metrics["f1"] = MulticlassF1Score(self.num_classes, average="macro")
+            metrics["mcc"] = MulticlassMatthewsCorrCoef(self.num_classes)
+            metrics["auroc"] = MulticlassAUROC(self.num_classes, average="macro")
         return metrics
 
     def update_metrics(self, metrics: dict[str, Metric], model: nn.Module, batch: Any) -> None:
@@ -110,7 +119,9 @@ class ClassificationTask:
         metrics["loss"].update(F.cross_entropy(logits, labels, reduction="none"))
         predictions = logits.argmax(dim=-1)
         for name, metric in metrics.items():
-            if name != "loss":
+            if name == "auroc":
+                metric.update(logits.float().softmax(dim=-1), labels)
+            elif name != "loss":
                 metric.update(predictions, labels)
 
 

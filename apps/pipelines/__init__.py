@@ -48,7 +48,8 @@ __all__ = [
 ]
 
 _CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
-SHIPPED_CHECKPOINTS = {name: _CHECKPOINTS / name for name in ("vit_fashion_mnist", "translation_en_es")}
+# Every folder of apps/checkpoints is a shipped model, known by its folder name.
+SHIPPED_CHECKPOINTS = {path.name: path for path in sorted(_CHECKPOINTS.iterdir()) if (path / CONFIG_NAME).is_file()}
 
 
 @dataclass(frozen=True)

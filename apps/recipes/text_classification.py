@@ -28,8 +28,8 @@ from polyformer.apps.engine import (
     TrainingConfig,
     TrainResult,
     init_distributed,
-    load_for_finetuning,
     seed_everything,
+    sequence_classifier_from_encoder,
     train,
 )
 from polyformer.apps.recipes.recipe_loader import load_recipe_file, recipe_to_dict
@@ -130,13 +130,8 @@ def _model(recipe: TextClassificationRecipe, texts: list[str], classes: list[str
     fields = {k: v for k, v in recipe.model.items() if k not in ("init", "preset")}
     if "init" in recipe.model:
         bundle = load_bert(recipe.model["init"], task="base")
-        encoder = bundle.encoder
-        config = encoder.config.replace(num_labels=len(classes), **fields)
-        if encoder.pooler is None:
-            config = config.replace(pooler=False, pool="mean")
-        model = EncoderForSequenceClassification(config)
-        state = {f"backbone.{name}": tensor for name, tensor in encoder.state_dict().items()}
-        lines = load_for_finetuning(model, state, f"BERT {recipe.model['init']}", classes)
+        source = f"BERT {recipe.model['init']}"
+        model, lines = sequence_classifier_from_encoder(bundle.encoder, classes, source, **fields)
         return model, bundle.tokenizer, [f"tokenizer: the init model's ({bundle.tokenizer.vocab_size} tokens)", *lines]
     tokenizer, origin = run_tokenizer(recipe.train.resume, "", texts, "wordpiece", recipe.data.vocab_size, True)
     preset = recipe.model.get("preset", "bert_mini")

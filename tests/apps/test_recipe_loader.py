@@ -7,6 +7,8 @@ from typing import Any
 import pytest
 
 from polyformer.apps.engine import TrainingConfig
+from polyformer.apps.recipes.bio_finetune import DnaFinetuneRecipe, load_finetune_recipe
+from polyformer.apps.recipes.bio_pretrain import DnaPretrainRecipe, load_pretrain_recipe
 from polyformer.apps.recipes.recipe_loader import load_recipe_file, recipe_to_dict
 from polyformer.apps.recipes.text_classification import TextClassificationRecipe, load_classification_recipe
 from polyformer.apps.recipes.text_lm import LMRecipe, load_lm_recipe
@@ -104,6 +106,7 @@ def test_the_model_check_sees_the_table(toy_file):
 LOADERS = {
     VisionClassificationRecipe: load_recipe, TextClassificationRecipe: load_classification_recipe,
     LMRecipe: load_lm_recipe, TranslationRecipe: load_translation_recipe,
+    DnaPretrainRecipe: load_pretrain_recipe, DnaFinetuneRecipe: load_finetune_recipe,
 }  # fmt: skip
 
 

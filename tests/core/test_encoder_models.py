@@ -180,3 +180,17 @@ def test_a_gated_encoder_gets_a_masked_lm_head_with_its_gate_activation_and_alib
     changed[1, 7:] = 5  # padding does not change the real tokens' outputs
     assert torch.allclose(model(changed, mask)[1, :7], logits[1, :7], atol=1e-5)
     assert EncoderForMaskedLM(config.replace(activation="swiglu")).mlm_head.activation == "silu"
+
+
+def test_an_encoder_directory_loads_as_the_head_that_saved_it(tmp_path):
+    from polyformer.core.encoder_loading import load_encoder_directory
+
+    mean_pooled = EncoderConfig(**TINY, pooler=False, pool="mean", num_labels=3)
+    for model in (EncoderForSequenceClassification(mean_pooled), EncoderForTokenClassification(mean_pooled)):
+        model.save_pretrained(tmp_path / type(model).__name__)
+        loaded, source = load_encoder_directory(tmp_path / type(model).__name__)
+        assert type(loaded) is type(model) and source == "polyformer"
+    bare, _ = load_encoder_directory(tmp_path / "EncoderForSequenceClassification", task="base")
+    assert type(bare) is EncoderOnlyTransformer
+    with pytest.raises(ValueError, match="holds a sequence_classification model, not a masked_lm model"):
+        load_encoder_directory(tmp_path / "EncoderForSequenceClassification", task="masked_lm")

@@ -45,15 +45,16 @@ def _autocast(bf16: bool):
 
 
 def bench_bert(args) -> list[str]:
+    vocab = getattr(args, "bert_vocab", 30522)
     config = transformers.BertConfig(
-        vocab_size=30522, hidden_size=args.bert_width, num_hidden_layers=args.bert_layers,
+        vocab_size=vocab, hidden_size=args.bert_width, num_hidden_layers=args.bert_layers,
         num_attention_heads=args.bert_width // 64, intermediate_size=4 * args.bert_width,
         max_position_embeddings=max(512, args.bert_seq), hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
     )  # fmt: skip
     torch.manual_seed(0)
     reference = transformers.BertForMaskedLM(config).train()
     ours = _saved_and_loaded(reference, lambda d: load_hf_bert(d)).train()
-    ids = torch.randint(1000, 30000, (args.bert_batch, args.bert_seq))
+    ids = torch.randint(5, vocab, (args.bert_batch, args.bert_seq))
     labels = torch.full_like(ids, -100)
     masked = torch.rand(ids.shape) < 0.15
     labels[masked] = ids[masked]
@@ -70,7 +71,7 @@ def bench_bert(args) -> list[str]:
 
         return run
 
-    lines = [f"BERT masked-LM training step: {args.bert_layers} layers x {args.bert_width}, batch "
+    lines = [f"BERT masked-LM training step: {args.bert_layers} layers x {args.bert_width}, vocabulary {vocab}, batch "
              f"{args.bert_batch} x {args.bert_seq} tokens (forward + loss + backward)"]  # fmt: skip
     for bf16 in (False, True) if bf16_rows(lines.append) else (False,):
         times = fastest(
@@ -163,6 +164,7 @@ def main() -> None:
     parser.add_argument("--bert-width", type=int, default=512)
     parser.add_argument("--bert-batch", type=int, default=8)
     parser.add_argument("--bert-seq", type=int, default=512)
+    parser.add_argument("--bert-vocab", type=int, default=30522)
     parser.add_argument("--gpt-layers", type=int, default=12)
     parser.add_argument("--gpt-width", type=int, default=768)
     parser.add_argument("--new", type=int, default=256)

@@ -113,3 +113,23 @@ def test_whisper_vs_transformers_prints_every_row():
     ]  # fmt: skip
     assert out.count("identical tokens: True") == 2
     assert "WER on the 5 LibriVox clips: ours" in out and "same texts: True" in out and "faster-whisper" in out
+
+
+def test_dnabert_vs_transformers_prints_both_precisions():
+    out = run_script("dnabert_vs_transformers.py", "--k", "3", "--layers", "1", "--width", "64", "--batch", "1",
+                     "--seq", "16", "--rounds", "1")  # fmt: skip
+    assert "vocabulary 69" in out and out.count("   ratio ") == 2
+
+
+def test_dnabert_splice_prints_both_runs_per_fraction(tmp_path):
+    from polyformer.bio import KmerTokenizer
+    from polyformer.bio.dnabert import DnaModel, save_dnabert
+    from polyformer.core import create_model
+
+    shape = {"d_model": 32, "num_heads": 2, "d_ff": 64, "num_layers": 1, "max_len": 128}
+    encoder = create_model("dnabert_mini", k=6, **shape)
+    save_dnabert(DnaModel(encoder, KmerTokenizer(6), None, "polyformer"), tmp_path / "init")
+    overrides = [f"model.{name}={value}" for name, value in shape.items()] + ["train.max_steps=3"]
+    out = run_script("dnabert_splice.py", "--fractions", "0.1", "--init", str(tmp_path / "init"), *overrides)
+    rows = [line.split() for line in out.splitlines() if line.strip().startswith("10%")]
+    assert [row[1] for row in rows] == ["pretrained", "scratch"] and len(rows[0]) == 7

@@ -4,7 +4,7 @@ For each share of the shipped splice-junction training labels (a seeded, stratif
 held-out validation rows and the fixed 750-sequence test split every time), two runs of the
 ``dnabert_splice`` recipe, as ``polyformer bio finetune splice`` runs it:
 
-- ``pretrained``: ``--init`` the pretrained 6-mer encoder (default: the shipped ``dnabert_ct_6mer``,
+- ``pretrained``: ``--init`` the pretrained 3-mer encoder (default: the shipped ``dnabert_ct_3mer``,
   pretrained on the *C. trachomatis* genome by the ``dnabert_genome`` recipe);
 - ``scratch``: the same architecture, tokenizer and recipe from a random initialisation.
 
@@ -45,13 +45,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fractions", default="0.1,0.3,1.0")
     parser.add_argument("--seeds", default="0")
-    parser.add_argument("--init", default=None, help="pretrained encoder [default: the shipped dnabert_ct_6mer]")
+    parser.add_argument("--init", default=None, help="pretrained encoder [default: the shipped dnabert_ct_3mer]")
     parser.add_argument("--json", type=Path, default=None, help="also write the results to this file")
     parser.add_argument("overrides", nargs="*", help="recipe key=value overrides for both runs")
     args = parser.parse_args()
-    if args.init is None and "dnabert_ct_6mer" not in SHIPPED_CHECKPOINTS:
-        parser.error("the shipped dnabert_ct_6mer is not installed here; give a pretrained encoder with --init")
-    init = args.init or str(SHIPPED_CHECKPOINTS["dnabert_ct_6mer"])
+    if args.init is None and "dnabert_ct_3mer" not in SHIPPED_CHECKPOINTS:
+        parser.error("the shipped dnabert_ct_3mer is not installed here; give a pretrained encoder with --init")
+    init = args.init or str(SHIPPED_CHECKPOINTS["dnabert_ct_3mer"])
     print(machine_summary())
     print(f"pretrained encoder: {init}")
     print(f"{'labels':>7} {'run':<11} " + " ".join(f"{m:>9}" for m in METRICS) + "   gain (accuracy points)")

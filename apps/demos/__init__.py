@@ -18,6 +18,7 @@ DEMOS: dict[str, tuple[str, str]] = {
     "vision": ("polyformer.apps.demos.vision", "the shipped ViT on embedded Fashion-MNIST test images"),
     "text": ("polyformer.apps.demos.text", "the shipped English-to-Spanish transformer on held-out Bible verses"),
     "speech": ("polyformer.apps.demos.speech", "real OpenAI Whisper base transcribing real LibriVox recordings"),
+    "bio": ("polyformer.apps.demos.bio", "the shipped DNABERT classifying held-out primate splice junctions"),
 }
 
 

@@ -2,7 +2,8 @@
 encoder (or a preset), fine-tune on the engine, test the best model, save it with its tokenizer and
 class names.
 
-``[model]`` takes ``init`` (a DNA model directory, ours or a Hugging Face DNABERT: its encoder loads,
+``[model]`` takes ``init`` (a DNA model directory, ours or a Hugging Face DNABERT, a training run, or
+a shipped model such as ``dnabert_ct_3mer``: its encoder loads,
 the classifier is new) or ``preset`` (a ``dnabert*`` preset trained from scratch with the
 ``[tokenizer]`` settings), plus :class:`~polyformer.core.EncoderConfig` fields such as ``dropout`` or
 ``pool`` (``cls`` or ``mean``). ``data.train = "splice"`` is the shipped splice-junction set (its test
@@ -41,6 +42,7 @@ from polyformer.apps.engine import (
     sequence_classifier_from_encoder,
     train,
 )
+from polyformer.apps.pipelines import find_model
 from polyformer.apps.recipes.bio_common import (
     DnaBatches,
     DnaTokenizerSettings,
@@ -155,8 +157,9 @@ def _model(recipe: DnaFinetuneRecipe, sequences: list[str], classes: list[str]):
     """The classifier, its tokenizer and the summary lines saying where they come from."""
     fields = {k: v for k, v in recipe.model.items() if k not in ("init", "preset", "k")}
     if "init" in recipe.model:
-        bundle = load_dnabert(recipe.model["init"], task="base")
-        source = f"DNA encoder {recipe.model['init']}"
+        directory, _ = find_model(recipe.model["init"], "dna-embedding")  # a path, a run or a shipped name
+        bundle = load_dnabert(directory, task="base")
+        source = f"DNA encoder {directory}"
         model, lines = sequence_classifier_from_encoder(bundle.encoder, classes, source, **fields)
         return model, bundle.tokenizer, [f"tokenizer: the init model's ({bundle.tokenizer.vocab_size} tokens)", *lines]
     tokenizer, origin = run_dna_tokenizer(recipe.tokenizer, recipe.train.resume, sequences)
@@ -167,7 +170,7 @@ def _model(recipe: DnaFinetuneRecipe, sequences: list[str], classes: list[str]):
 
 
 def evaluate_dna_classifier(
-    bundle: DnaModel, rows: LabeledSequences, rc_average: bool = True, batch_size: int = 128
+    bundle: DnaModel, rows: LabeledSequences, rc_average: bool = False, batch_size: int = 128
 ) -> dict[str, Any]:
     """Accuracy, macro F1, MCC and AUROC of a classifier on labelled rows (and the majority-class accuracy).
 

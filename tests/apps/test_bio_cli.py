@@ -3,6 +3,7 @@ unigram baseline, a fine-tune from it on part of the splice set beats the majori
 model runs in eval / predict / the pipelines, and bad input is one clear line."""
 
 import json
+import random
 
 import pytest
 import torch
@@ -95,3 +96,23 @@ def test_random_strand_flips_about_half_of_the_training_items():
     flipped = sum(items[i][0] == "CGTT" for i in range(400))
     assert 150 < flipped < 250 and items[0][1] == 1
     assert RandomStrand(["AACG"], rc_prob=0.0)[0] == "AACG"
+
+
+def test_dnabert2_pretraining_with_bpe_resumes_with_its_own_tokenizer(tmp_path):
+    fasta = tmp_path / "genome.fa"
+    rng = random.Random(0)
+    fasta.write_text(">g\n" + "".join(rng.choice(["ACG", "TTGCA", "GATTACA", "T"]) for _ in range(800)) + "\n")
+    out = tmp_path / "bpe"
+    common = ["bio", "pretrain", str(fasta), "model.preset=dnabert2_mini", "model.num_layers=1", "model.d_model=32",
+              "model.num_heads=2", "model.d_ff=64", "tokenizer.kind=bpe", "tokenizer.vocab_size=60", "data.window=64",
+              "data.stride=32", "data.val_fraction=0.1", "train.plot=false", "train.batch_size=8",
+              "train.checkpoint_every=4"]  # fmt: skip
+    first = CliRunner().invoke(main, [*common, "--max-steps", "4", "--out", str(out)])
+    assert first.exit_code == 0, first.output
+    assert "DNA BPE, 60 tokens, trained on the training sequences" in first.output
+    vocab = (out / "tokenizer.json").read_text()
+    resumed = CliRunner().invoke(main, [*common, "tokenizer.vocab_size=80", "--max-steps", "8", "--resume", str(out)])
+    assert resumed.exit_code == 0, resumed.output
+    assert "tokenizer: the resumed run's" in resumed.output and (out / "tokenizer.json").read_text() == vocab
+    bundle = load_dnabert(out / "model")
+    assert bundle.model.config.position == "alibi" and bundle.tokenizer.vocab_size == 60

@@ -1,0 +1,14 @@
+"""DETR object detection (Carion et al. 2020): so far the box operations (:mod:`.box_ops`) and the
+Hungarian matcher (:mod:`.matcher`)."""
+
+from .box_ops import (
+    box_area,
+    box_cxcywh_to_xyxy,
+    box_iou,
+    box_xyxy_to_cxcywh,
+    check_boxes_xyxy,
+    generalized_box_iou,
+)
+from .matcher import HungarianMatcher, Targets
+
+__all__ = [name for name in dir() if not name.startswith("_") and name not in ("box_ops", "matcher")]

@@ -87,3 +87,23 @@ def test_matcher_costs_follow_detr_and_errors_are_clear():
         HungarianMatcher()(logits, boxes, [Targets(torch.zeros(3, dtype=torch.long), torch.rand(3, 4))])
     with pytest.raises(ValueError, match="not all zero"):
         HungarianMatcher(0, 0, 0)
+
+
+def test_sine_position_encoding_matches_transformers_detr_with_padding():
+    from transformers.models.detr.modeling_detr import DetrSinePositionEmbedding
+
+    from polyformer.vision.detr import sine_position_encoding
+
+    mask = torch.ones(2, 6, 9, dtype=torch.bool)
+    mask[1, 4:, :] = False  # the second image is padded below and to the right
+    mask[1, :, 7:] = False
+    for normalize in (True, False):
+        expected = DetrSinePositionEmbedding.build_sine_position_embedding(
+            (2, 3, 6, 9), "cpu", torch.float32, 16, normalize=normalize, scale=2 * torch.pi, mask=mask
+        )
+        ours = sine_position_encoding(mask, num_features=16, normalize=normalize)
+        assert ours.shape == (2, 32, 6, 9) and torch.allclose(ours, expected, atol=1e-5)
+    alone = sine_position_encoding(torch.ones(1, 4, 7, dtype=torch.bool), num_features=16)
+    assert torch.allclose(sine_position_encoding(mask, num_features=16)[1, :, :4, :7], alone[0], atol=1e-6)
+    with pytest.raises(ValueError, match="even"):
+        sine_position_encoding(mask, num_features=15)

@@ -311,3 +311,8 @@ class EncoderConfig(ConfigBase):
     def block_spec(self) -> BlockSpec:
         """The encoder block of every layer."""
         return block_spec_from(self, rotary=self.position == "rotary")
+
+    @property
+    def max_tokens(self) -> int | None:
+        """The most tokens one input may have: ``max_len`` with a position table, else None (rotary, ALiBi, none)."""
+        return self.max_len if self.position in ("learned", "sinusoidal") else None

@@ -99,7 +99,7 @@ class EncoderOnlyTransformer(PretrainedModel):
         """
         check_token_ids(input_ids, self.config.vocab_size, "input_ids")
         b, t = input_ids.shape
-        if t > self.config.max_len and self.config.position in ("learned", "sinusoidal"):
+        if self.config.max_tokens is not None and t > self.config.max_tokens:
             raise ValueError(
                 f"input has {t} tokens but the model has {self.config.max_len} positions; truncate the input"
             )

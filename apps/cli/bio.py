@@ -12,7 +12,14 @@ from typing import Any
 
 import click
 
-from .common import USER_ERRORS, apply_training_options, relaunch_with_nproc, run_training, training_options
+from .common import (
+    USER_ERRORS,
+    apply_training_options,
+    check_overrides,
+    relaunch_with_nproc,
+    run_training,
+    training_options,
+)
 
 SHIPPED_CLASSIFIER = "dnabert_splice"
 MODEL_HELP = (
@@ -63,9 +70,7 @@ def pretrain(arguments: tuple[str, ...], nproc: int, **options: Any) -> None:
 def finetune(data: str, overrides: tuple[str, ...], nproc: int, init: str | None, test_csv: str | None,
              **options: Any) -> None:  # fmt: skip
     """Fine-tune a DNA classifier on DATA, a `sequence,label` CSV (or .tsv), or `splice` (the shipped set)."""
-    bad = [text for text in overrides if "=" not in text]
-    if bad:
-        raise click.UsageError(f"expected key=value overrides after DATA, got {bad}")
+    check_overrides(overrides)
     relaunch_with_nproc(nproc)
     from polyformer.apps.recipes.bio_finetune import finetune_dna_classifier, load_finetune_recipe
 

@@ -45,6 +45,7 @@ __all__ = [
     "pipeline",
     "register_task",
     "resolve_model_dir",
+    "string_batch",
 ]
 
 _CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
@@ -181,6 +182,22 @@ def find_model(model: str | Path | None, task: str = "image-classification") -> 
             f"{WEIGHTS_NAME}, a training run directory, or a shipped model: {', '.join(sorted(SHIPPED_CHECKPOINTS))}"
         )
     return path, note
+
+
+def string_batch(inputs: Any, task: str, what: str = "strings") -> tuple[list[str], bool]:
+    """``(list of inputs, whether one was given)`` for tasks that take strings; anything else is a TypeError.
+
+    Args:
+        inputs: one string or a sequence of them.
+        task: the task name, for the message.
+        what: what the task takes, for the message (e.g. "DNA sequences as strings").
+    """
+    single = isinstance(inputs, str)
+    batch = [inputs] if single else list(inputs)
+    bad = [type(item).__name__ for item in batch if not isinstance(item, str)]
+    if bad:
+        raise TypeError(f"{task} takes {what}, got {bad[0]}")
+    return batch, single
 
 
 def resolve_model_dir(model: str | Path | None, task: str = "image-classification") -> Path:

@@ -22,20 +22,12 @@ from typing import Any
 
 import torch
 
-from . import PipelineTask, register_task, resolve_model_dir
+from . import PipelineTask, register_task, resolve_model_dir, string_batch
 
 __all__ = ["DnaClassificationPipeline", "DnaEmbeddingPipeline", "build_dna_classification", "build_dna_embedding"]
 
 SHIPPED_CLASSIFIER = "dnabert_splice"
-
-
-def _as_batch(sequences: Any, task: str) -> tuple[list[str], bool]:
-    single = isinstance(sequences, str)
-    batch = [sequences] if single else list(sequences)
-    bad = [type(s).__name__ for s in batch if not isinstance(s, str)]
-    if bad:
-        raise TypeError(f"{task} takes DNA sequences as strings, got {bad[0]}")
-    return batch, single
+DNA_INPUT = "DNA sequences as strings"
 
 
 def _scores(labels: list[str], row: torch.Tensor) -> dict[str, Any]:
@@ -70,7 +62,7 @@ class DnaClassificationPipeline:
         from polyformer.bio.data import sliding_windows
         from polyformer.bio.dnabert import classify_sequences
 
-        batch, single = _as_batch(sequences, "dna-classification")
+        batch, single = string_batch(sequences, "dna-classification", DNA_INPUT)
         if not batch:
             return []
         pieces: list[tuple[int, int, int, str]] = []  # (sequence index, start, end, window)
@@ -109,7 +101,7 @@ class DnaEmbeddingPipeline:
         """One sequence -> one vector (D floats); a list -> a list of them (or an (N, D) tensor)."""
         from polyformer.bio.dnabert import embed_sequences
 
-        batch, single = _as_batch(sequences, "dna-embedding")
+        batch, single = string_batch(sequences, "dna-embedding", DNA_INPUT)
         if not batch:
             return torch.zeros(0, self.bundle.encoder.config.d_model) if as_tensor else []
         vectors = embed_sequences(self.bundle, batch, self.pooling, self.batch_size, self.normalize)

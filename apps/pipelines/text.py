@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from . import PipelineTask, register_task, resolve_model_dir
+from . import PipelineTask, register_task, resolve_model_dir, string_batch
 
 __all__ = [
     "FeatureExtractionPipeline",
@@ -29,16 +29,6 @@ __all__ = [
     "TextGenerationPipeline",
     "TranslationPipeline",
 ]
-
-
-def _as_batch(texts: Any, task: str) -> tuple[list[str], bool]:
-    """``(list of texts, whether one text was given)``; anything but strings is a TypeError."""
-    single = isinstance(texts, str)
-    batch = [texts] if single else list(texts)
-    bad = [type(text).__name__ for text in batch if not isinstance(text, str)]
-    if bad:
-        raise TypeError(f"{task} takes strings, got {bad[0]}")
-    return batch, single
 
 
 class FeatureExtractionPipeline:
@@ -60,7 +50,7 @@ class FeatureExtractionPipeline:
         """One text -> one embedding (D floats); a list -> a list of them (or a (B, D) tensor)."""
         from polyformer.text.bert import sentence_embeddings
 
-        batch, single = _as_batch(texts, "feature-extraction")
+        batch, single = string_batch(texts, "feature-extraction")
         if not batch:
             return torch.zeros(0, self.bundle.encoder.config.d_model) if as_tensor else []
         vectors = sentence_embeddings(self.bundle, batch, self.batch_size).cpu()
@@ -96,7 +86,7 @@ class TranslationPipeline:
         """One text -> its translation; a list -> a list of translations, in order."""
         from polyformer.text.translation import translate
 
-        batch, single = _as_batch(texts, "translation")
+        batch, single = string_batch(texts, "translation")
         if not batch:
             return []
         out = translate(
@@ -128,7 +118,7 @@ class FillMaskPipeline:
     @torch.no_grad()
     def __call__(self, texts: str | Sequence[str]) -> Any:
         """Per text: a list of ``{"token", "score", "sequence"}`` (one mask) or one such list per mask."""
-        batch, single = _as_batch(texts, "fill-mask")
+        batch, single = string_batch(texts, "fill-mask")
         if not batch:
             return []
         tokenizer, model = self.bundle.tokenizer, self.bundle.model
@@ -195,7 +185,7 @@ class TextGenerationPipeline:
         if unknown:
             raise ValueError(f"text-generation: unknown setting {unknown[0]!r}; it accepts: {', '.join(self.defaults)}")
         options = {**self.defaults, **settings}
-        batch, single = _as_batch(prompts, "text-generation")
+        batch, single = string_batch(prompts, "text-generation")
         if not batch:
             return []
         encoded = self.tokenizer.encode(batch, add_special_tokens=False)
@@ -248,7 +238,7 @@ class TextClassificationPipeline:
 
     def __call__(self, texts: str | Sequence[str]) -> Any:
         """Top-k ``{"label", "score"}`` for one text, or a list of such lists."""
-        batch, single = _as_batch(texts, "text-classification")
+        batch, single = string_batch(texts, "text-classification")
         if not batch:
             return []
         scores, indices = self.probabilities(batch).topk(min(self.top_k, len(self.labels)), dim=-1)

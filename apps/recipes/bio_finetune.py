@@ -54,8 +54,8 @@ from polyformer.apps.recipes.bio_common import (
 from polyformer.apps.recipes.recipe_loader import load_recipe_file, recipe_to_dict
 from polyformer.apps.recipes.typed_config import ConfigError
 from polyformer.bio.data import SPLICE_TEST_PATH, SPLICE_TRAIN_PATH, LabeledSequences, read_labeled_csv
-from polyformer.bio.dnabert import DnaModel, classify_sequences, load_dnabert, save_dna_tokenizer
-from polyformer.bio.dnabert.pretrained import LABELS_FILE
+from polyformer.bio.dnabert import DnaModel, classify_sequences, load_dnabert
+from polyformer.bio.dnabert.pretrained import LABELS_FILE, save_dna_files
 from polyformer.core import EncoderForSequenceClassification, create_model
 
 __all__ = ["DnaClassificationData", "DnaFinetuneRecipe", "describe_metrics", "evaluate_dna_classifier",
@@ -227,7 +227,6 @@ def finetune_dna_classifier(recipe: DnaFinetuneRecipe, echo: Callable[[str], Non
     index = {name: i for i, name in enumerate(classes)}
     train_items = [(s, index[label]) for s, label in zip(train_rows.sequences, train_rows.labels)]
     eval_items = [(s, index[label]) for s, label in zip(eval_rows.sequences, eval_rows.labels)]
-    limit = model.config.max_len if model.config.position in ("learned", "sinusoidal") else None
     majority = max(eval_rows.labels.count(name) for name in classes) / len(eval_rows.labels)
     parameters = sum(p.numel() for p in model.parameters())
     summary = [
@@ -242,14 +241,13 @@ def finetune_dna_classifier(recipe: DnaFinetuneRecipe, echo: Callable[[str], Non
              **dna_tokenizer_files(tokenizer), **({SPLIT_FILE: split.to_json()} if split else {})}  # fmt: skip
     result = train(
         model, ClassificationTask(len(classes), scores=True), RandomStrand(train_items, recipe.data.rc_prob),
-        recipe.train, eval_data=eval_items, collate_fn=DnaBatches(tokenizer, limit), echo=echo,
+        recipe.train, eval_data=eval_items, collate_fn=DnaBatches(tokenizer, model.config.max_tokens), echo=echo,
         run_name=recipe.name, run_files=files, summary=summary,
     )  # fmt: skip
     if context.is_main:
         for directory in (result.model_dir, result.best_model_dir):
             if directory is not None:
-                save_dna_tokenizer(tokenizer, directory)
-                (directory / LABELS_FILE).write_text(json.dumps(classes) + "\n", encoding="utf-8")
+                save_dna_files(directory, tokenizer, classes)
         accuracy = result.metrics.get("accuracy")
         shown = f", validation accuracy {accuracy:.2%} (majority class {majority:.2%})" if accuracy is not None else ""
         echo(f"done in {time.perf_counter() - start:.0f}s: {result.steps} steps{shown}; model in "

@@ -33,7 +33,7 @@ from polyformer.apps.recipes.recipe_loader import load_recipe_file, recipe_to_di
 from polyformer.apps.recipes.typed_config import ConfigError
 from polyformer.bio import DnaTokenizer, mask_kmers
 from polyformer.bio.data import GENOME_PATH, read_sequences
-from polyformer.bio.dnabert import save_dna_tokenizer
+from polyformer.bio.dnabert.pretrained import save_dna_files
 from polyformer.core import create_model
 
 __all__ = ["DnaPretrainData", "DnaPretrainRecipe", "load_pretrain_recipe", "pretrain_dna", "unigram_baseline"]
@@ -137,7 +137,6 @@ def pretrain_dna(recipe: DnaPretrainRecipe, echo: Callable[[str], None] = print)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"model: {err}") from err
     masking = functools.partial(mask_kmers, tokenizer=tokenizer, mask_prob=recipe.data.mask_prob)
-    limit = model.config.max_len if model.config.position in ("learned", "sinusoidal") else None
     baseline = unigram_baseline(tokenizer, train_windows[:2000], eval_windows)
     parameters = sum(p.numel() for p in model.parameters())
     summary = [
@@ -152,13 +151,13 @@ def pretrain_dna(recipe: DnaPretrainRecipe, echo: Callable[[str], None] = print)
              "baseline.json": json.dumps({"unigram_loss": baseline}) + "\n"}  # fmt: skip
     result = train(
         model, MaskedLMTask(mask_fn=masking), RandomStrand(train_windows, recipe.data.rc_prob), recipe.train,
-        eval_data=eval_windows, collate_fn=DnaBatches(tokenizer, limit), echo=echo, run_name=recipe.name,
-        run_files=files, summary=summary,
+        eval_data=eval_windows, collate_fn=DnaBatches(tokenizer, model.config.max_tokens), echo=echo,
+        run_name=recipe.name, run_files=files, summary=summary,
     )  # fmt: skip
     if context.is_main:
         for directory in (result.model_dir, result.best_model_dir):
             if directory is not None:
-                save_dna_tokenizer(tokenizer, directory)
+                save_dna_files(directory, tokenizer, None)
         loss = result.metrics.get("loss")
         shown = f", validation loss {loss:.3f} (unigram baseline {baseline:.3f})" if loss is not None else ""
         echo(f"done in {time.perf_counter() - start:.0f}s: {result.steps} steps{shown}; model in "

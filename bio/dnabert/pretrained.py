@@ -28,8 +28,8 @@ from polyformer.core.pretrained import CONFIG_NAME
 from ..bpe import TOKENIZER_FILE, DnaBpeTokenizer
 from ..tokenizer import VOCAB_FILE, DnaTokenizer, KmerTokenizer
 
-__all__ = ["LABELS_FILE", "TOKENIZER_SETTINGS", "DnaModel", "load_dna_tokenizer", "load_dnabert", "save_dna_tokenizer",
-           "save_dnabert"]  # fmt: skip
+__all__ = ["LABELS_FILE", "TOKENIZER_SETTINGS", "DnaModel", "load_dna_tokenizer", "load_dnabert", "save_dna_files",
+           "save_dna_tokenizer", "save_dnabert"]  # fmt: skip
 
 TOKENIZER_SETTINGS = "dna_tokenizer.json"  # {"kind": "kmer", "k": 6, "overlapping": true} or {"kind": "bpe"}
 LABELS_FILE = "labels.json"
@@ -52,8 +52,7 @@ class DnaModel:
     @property
     def max_tokens(self) -> int | None:
         """The most tokens one input may have (None: no limit, e.g. ALiBi)."""
-        config = self.encoder.config
-        return config.max_len if config.position in ("learned", "sinusoidal") else None
+        return self.encoder.config.max_tokens
 
 
 def save_dna_tokenizer(tokenizer: DnaTokenizer, directory: str | Path) -> None:
@@ -90,6 +89,13 @@ def load_dna_tokenizer(directory: str | Path) -> DnaTokenizer:
     if (directory / VOCAB_FILE).is_file():
         return KmerTokenizer.load(directory)
     raise FileNotFoundError(f"{directory} has no DNA tokenizer ({VOCAB_FILE} for k-mers or {TOKENIZER_FILE} for BPE)")
+
+
+def save_dna_files(directory: str | Path, tokenizer: DnaTokenizer, labels: list[str] | None) -> None:
+    """Write what a DNA model directory holds besides the model: the tokenizer and the class names (if any)."""
+    save_dna_tokenizer(tokenizer, directory)
+    if labels is not None:
+        (Path(directory) / LABELS_FILE).write_text(json.dumps(labels) + "\n", encoding="utf-8")
 
 
 def _labels(directory: Path, source: str, num_labels: int) -> list[str]:
@@ -158,7 +164,5 @@ def save_dnabert(bundle: DnaModel, directory: str | Path, huggingface: bool = Fa
         bundle.tokenizer.save(directory)
         return directory
     bundle.model.save_pretrained(directory)
-    save_dna_tokenizer(bundle.tokenizer, directory)
-    if bundle.labels is not None:
-        (directory / LABELS_FILE).write_text(json.dumps(bundle.labels) + "\n", encoding="utf-8")
+    save_dna_files(directory, bundle.tokenizer, bundle.labels)
     return directory

@@ -17,7 +17,7 @@ def test_info_lists_backends_and_presets():
     result = CliRunner().invoke(main, ["info", "--no-measure"])
     assert result.exit_code == 0, result.output
     assert "eager" in result.output and "sdpa" in result.output
-    assert "transformer_tiny" in result.output
+    assert "transformer_tiny" in result.output and "detr_resnet50" in result.output
     assert "bf16" in result.output
 
 

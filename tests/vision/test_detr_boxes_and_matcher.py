@@ -89,6 +89,19 @@ def test_matcher_costs_follow_detr_and_errors_are_clear():
         HungarianMatcher(0, 0, 0)
 
 
+def test_sigmoid_matcher_uses_the_focal_class_cost():
+    """Deformable DETR's class cost: alpha (1-p)^2 (-log p) - (1-alpha) p^2 (-log(1-p)), p = sigmoid."""
+    logits = torch.tensor([[[2.0, -1.0, 0.0], [-1.0, 3.0, 0.0]]])
+    boxes = torch.rand(1, 2, 4) * 0.5 + 0.25
+    target = Targets(torch.tensor([1, 0]), torch.rand(2, 4) * 0.5 + 0.25)
+    cost = HungarianMatcher(1, 0, 0, sigmoid=True).cost_matrix(logits, boxes, [target])
+    p = logits[0][:, [1, 0]].sigmoid()
+    expected = 0.25 * (1 - p) ** 2 * -p.log() - 0.75 * p**2 * -(1 - p).log()
+    assert torch.allclose(cost, expected, atol=1e-6)
+    ((rows, cols),) = HungarianMatcher(1, 0, 0, sigmoid=True)(logits, boxes, [target])
+    assert dict(zip(cols.tolist(), rows.tolist())) == {0: 1, 1: 0}
+
+
 def test_sine_position_encoding_matches_transformers_detr_with_padding():
     from transformers.models.detr.modeling_detr import DetrSinePositionEmbedding
 

@@ -1,5 +1,9 @@
-"""DETR object detection (Carion et al. 2020): so far the box operations (:mod:`.box_ops`), the
-Hungarian matcher (:mod:`.matcher`) and the 2D sine position encoding (:mod:`.position`)."""
+"""DETR object detection (Carion et al. 2020): the model (:mod:`.model`, presets in :mod:`.presets`,
+Hugging Face checkpoints through :mod:`.convert_hf`), box operations (:mod:`.box_ops`), the
+Hungarian matcher (:mod:`.matcher`) and the 2D position encodings (:mod:`.position`).
+
+Importing this package registers the ``detr_*`` presets in the core registry.
+"""
 
 from .box_ops import (
     box_area,
@@ -9,7 +13,13 @@ from .box_ops import (
     check_boxes_xyxy,
     generalized_box_iou,
 )
+from .config import DetrConfig
+from .convert_hf import convert_hf_state_dict, detr_config_from_hf, is_hf_detr_directory, read_hf_detr
+from .loss import SetCriterion
 from .matcher import HungarianMatcher, Targets
-from .position import sine_position_encoding
+from .model import DETR, BoxHead, DetrOutput, ResNetBackbone
+from .position import LearnedRowColumnPosition, sine_position_encoding
+from .presets import detr_resnet18, detr_resnet50, detr_small_resnet18
 
-__all__ = [name for name in dir() if not name.startswith("_") and name not in ("box_ops", "matcher", "position")]
+_MODULES = ("box_ops", "config", "convert_hf", "loss", "matcher", "model", "position", "presets")
+__all__ = [name for name in dir() if not name.startswith("_") and name not in _MODULES]

@@ -10,6 +10,10 @@ built for the whole batch (every query against every object of every image, a si
 worth of work) and split per image; ``scipy.optimize.linear_sum_assignment`` solves each image's
 rectangular assignment. Each object gets exactly one query; the other queries are "no object".
 
+With ``sigmoid=True`` (models trained with the focal loss, as in Deformable DETR, Zhu et al. 2021) the
+class cost is the focal cost of the object's class, ``alpha (1 - p)^gamma (-log p) -
+(1 - alpha) p^gamma (-log(1 - p))`` with ``p = sigmoid(logit)``, instead of ``-softmax``.
+
 Shape legend: B images, Q queries, C classes (+1 for no object), G objects of one image.
 """
 
@@ -41,6 +45,9 @@ class HungarianMatcher:
     class_weight: float = 1.0
     l1_weight: float = 5.0
     giou_weight: float = 2.0
+    sigmoid: bool = False  # class cost from per-class sigmoids (focal loss) instead of the softmax
+    focal_alpha: float = 0.25  # the focal cost's alpha (with sigmoid)
+    focal_gamma: float = 2.0  # the focal cost's gamma (with sigmoid)
 
     def __post_init__(self) -> None:
         if min(self.class_weight, self.l1_weight, self.giou_weight) < 0 or not (
@@ -50,11 +57,18 @@ class HungarianMatcher:
 
     def cost_matrix(self, logits: Tensor, boxes: Tensor, targets: Sequence[Targets]) -> Tensor:
         """The batch's cost matrix (B * Q, total objects): every query against every image's objects."""
-        probabilities = logits.flatten(0, 1).float().softmax(-1)  # (B*Q, C+1)
+        logits = logits.flatten(0, 1).float()  # (B*Q, C+1)
         predicted = boxes.flatten(0, 1).float()  # (B*Q, 4)
         labels = torch.cat([t.labels for t in targets]).long()
         wanted = torch.cat([t.boxes for t in targets]).float()  # (total, 4)
-        cost_class = -probabilities[:, labels]
+        if self.sigmoid:
+            p = logits[:, labels].sigmoid()
+            alpha, gamma = self.focal_alpha, self.focal_gamma
+            positive = alpha * (1 - p) ** gamma * -(p + 1e-8).log()
+            negative = (1 - alpha) * p**gamma * -(1 - p + 1e-8).log()
+            cost_class = positive - negative
+        else:
+            cost_class = -logits.softmax(-1)[:, labels]
         cost_l1 = torch.cdist(predicted, wanted, p=1)
         cost_giou = -generalized_box_iou(box_cxcywh_to_xyxy(predicted), box_cxcywh_to_xyxy(wanted))
         return self.class_weight * cost_class + self.l1_weight * cost_l1 + self.giou_weight * cost_giou

@@ -17,9 +17,9 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-__all__ = ["sine_position_encoding"]
+__all__ = ["LearnedRowColumnPosition", "sine_position_encoding"]
 
 
 def sine_position_encoding(
@@ -57,3 +57,36 @@ def sine_position_encoding(
         return torch.stack((angles[..., 0::2].sin(), angles[..., 1::2].cos()), dim=-1).flatten(-2)
 
     return torch.cat((encode(rows), encode(cols)), dim=-1).permute(0, 3, 1, 2)  # (B, 2F, H, W)
+
+
+class LearnedRowColumnPosition(nn.Module):
+    """DETR's learned 2D positions: a table of rows and a table of columns (``LEARNED_GRID`` each).
+
+    A cell (y, x) gets ``[column_table[x], row_table[y]]`` (column half first, as in the
+    reference); feature maps larger than the tables are an error.
+
+    Args:
+        num_features: F, channels per axis (half the model width).
+        grid: rows and columns the tables cover.
+    """
+
+    def __init__(self, num_features: int, grid: int = 50):
+        super().__init__()
+        self.grid = grid
+        self.row_embed = nn.Embedding(grid, num_features)
+        self.col_embed = nn.Embedding(grid, num_features)
+        nn.init.uniform_(self.row_embed.weight)
+        nn.init.uniform_(self.col_embed.weight)
+
+    def forward(self, mask: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+        """The encoding (B, 2F, H, W) of feature maps shaped like ``mask`` (B, H, W) (padding is not used)."""
+        batch, height, width = mask.shape
+        if height > self.grid or width > self.grid:
+            raise ValueError(
+                f"a {height}x{width} feature map is larger than the learned {self.grid}x{self.grid} position "
+                "tables; use smaller images or position='sine'"
+            )
+        cols = self.col_embed.weight[:width]  # (W, F)
+        rows = self.row_embed.weight[:height]  # (H, F)
+        grid = torch.cat((cols[None].expand(height, -1, -1), rows[:, None].expand(-1, width, -1)), dim=-1)
+        return grid.permute(2, 0, 1)[None].expand(batch, -1, -1, -1).to(dtype)  # (B, 2F, H, W)

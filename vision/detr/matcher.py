@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -30,9 +31,11 @@ from .box_ops import box_cxcywh_to_xyxy, generalized_box_iou
 __all__ = ["HungarianMatcher", "Targets"]
 
 
-@dataclass
-class Targets:
-    """One image's objects: class indices (G,) and normalised cxcywh boxes (G, 4)."""
+class Targets(NamedTuple):
+    """One image's objects: class indices (G,) and normalised cxcywh boxes (G, 4).
+
+    A named tuple, so that the engine's ``to_device`` moves it with the batch.
+    """
 
     labels: Tensor
     boxes: Tensor

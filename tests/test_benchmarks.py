@@ -133,3 +133,11 @@ def test_dnabert_splice_prints_both_runs_per_fraction(tmp_path):
     out = run_script("dnabert_splice.py", "--fractions", "0.1", "--init", str(tmp_path / "init"), *overrides)
     rows = [line.split() for line in out.splitlines() if line.strip().startswith("10%")]
     assert [row[1] for row in rows] == ["pretrained", "scratch"] and len(rows[0]) == 7
+
+
+def test_detr_vs_transformers_prints_both_precisions():
+    out = run_script(
+        "detr_vs_transformers.py", "--backbone", "resnet18", "--size", "64", "--batch", "1", "--rounds", "1"
+    )
+    rows = [line.split(":")[0].strip() for line in out.splitlines() if "ratio" in line]
+    assert rows == ["fp32", "bf16"] and "DETR-resnet18: training step" in out

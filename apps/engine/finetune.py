@@ -39,16 +39,21 @@ def _is_head(name: str, prefixes: Sequence[str]) -> bool:
 
 
 def _head_rows(
-    own: Mapping[str, Tensor], state: Mapping[str, Tensor], head: list[str], classes: int,
+    own: Mapping[str, Tensor], state: Mapping[str, Tensor], head: list[str], rows: int,
     class_names: Sequence[str] | None, source_class_names: Sequence[str] | None,
 ) -> tuple[dict[str, Tensor] | None, str]:  # fmt: skip
-    """The checkpoint's head tensors to load (or None: keep the new head) and the log line."""
+    """The checkpoint's head tensors to load (or None: keep the new head) and the log line.
+
+    ``rows`` is the head's outputs: the classes, then any extra ones (DETR's "no object"), which
+    keep their place when the class rows are reordered.
+    """
+    classes = len(class_names) if class_names else rows
     missing = [name for name in head if name not in state]
     if missing:
         return None, f"head: new ({classes} classes; the checkpoint has no head) - initialised at random"
     shapes = {name: (tuple(state[name].shape), tuple(own[name].shape)) for name in head}
     if any(theirs != ours for theirs, ours in shapes.values()):
-        had = state[head[0]].shape[0] if state[head[0]].dim() else "?"
+        had = state[head[0]].shape[0] - (rows - classes) if state[head[0]].dim() else "?"
         return None, f"head: new ({classes} classes; checkpoint had {had}) - reinitialised"
     tensors = {name: state[name] for name in head}
     if not class_names or not source_class_names:
@@ -57,9 +62,9 @@ def _head_rows(
         return tensors, f"head: loaded from the checkpoint (the same {classes} classes)"
     if sorted(class_names) != sorted(source_class_names):
         return None, f"head: new ({classes} classes, other names than the checkpoint's) - reinitialised"
-    order = torch.tensor([list(source_class_names).index(name) for name in class_names])
+    order = torch.tensor([list(source_class_names).index(name) for name in class_names] + list(range(classes, rows)))
     reordered = {
-        name: tensor.index_select(0, order) if tensor.dim() >= 1 and tensor.shape[0] == classes else tensor
+        name: tensor.index_select(0, order) if tensor.dim() >= 1 and tensor.shape[0] == rows else tensor
         for name, tensor in tensors.items()
     }
     return reordered, f"head: loaded from the checkpoint, rows reordered to the data's class order ({classes} classes)"
@@ -113,11 +118,11 @@ def load_for_finetuning(
             f"{description} does not fit this {kind}'s backbone: " + "; ".join(problems)
             + ". Use a checkpoint of the same architecture (width, depth, heads, patch size)."
         )  # fmt: skip
-    classes = int(own[head[0]].shape[0]) if head and own[head[0]].dim() else 0
+    rows = int(own[head[0]].shape[0]) if head and own[head[0]].dim() else 0
     loaded = {name: state[name] for name in backbone}
     lines = [f"init: backbone ({len(backbone)} tensors) loaded from {description}"]
     if head:
-        tensors, line = _head_rows(own, state, head, classes, class_names, source_class_names)
+        tensors, line = _head_rows(own, state, head, rows, class_names, source_class_names)
         loaded.update(tensors if tensors is not None else {name: own[name] for name in head})
         lines.append(line)
     elif prefixes:

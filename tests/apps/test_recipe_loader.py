@@ -16,6 +16,7 @@ from polyformer.apps.recipes.text_translation import TranslationRecipe, load_tra
 from polyformer.apps.recipes.toml_config import list_recipe_configs
 from polyformer.apps.recipes.typed_config import ConfigError
 from polyformer.apps.recipes.vision_classification import VisionClassificationRecipe, load_recipe
+from polyformer.apps.recipes.vision_detection import DetectionRecipe, load_detection_recipe
 
 
 @dataclass
@@ -107,13 +108,15 @@ LOADERS = {
     VisionClassificationRecipe: load_recipe, TextClassificationRecipe: load_classification_recipe,
     LMRecipe: load_lm_recipe, TranslationRecipe: load_translation_recipe,
     DnaPretrainRecipe: load_pretrain_recipe, DnaFinetuneRecipe: load_finetune_recipe,
+    DetectionRecipe: load_detection_recipe,
 }  # fmt: skip
 
 
 def test_every_shipped_config_loads_with_its_recipe():
     recipes = {}
     for name in list_recipe_configs():
-        overrides = ["model.init=run/model"] if name == "image_folder_finetune" else []  # set by --init
+        finetune = name in ("image_folder_finetune", "detection_finetune")
+        overrides = ["model.init=run/model"] if finetune else []  # set by --init
         for loader in LOADERS.values():
             try:
                 recipes[name] = loader(name, overrides)

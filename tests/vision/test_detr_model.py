@@ -156,6 +156,10 @@ def test_hugging_face_config_checks(tmp_path):
     hf_detr(tmp_path)
     hf = json.loads((tmp_path / "hf" / "config.json").read_text())
     assert detr_config_from_hf(hf).backbone == "resnet18"
+    # transformers leaves default labels out of config.json: the class head's rows tell the count
+    bare = {k: v for k, v in hf.items() if k not in ("id2label", "label2id")}
+    (tmp_path / "hf" / "config.json").write_text(json.dumps(bare))
+    assert DETR.from_pretrained(tmp_path / "hf").config.num_classes == 3
     with pytest.raises(ValueError, match="transformers ResNet backbone"):
         detr_config_from_hf({**hf, "use_timm_backbone": False, "backbone_config": {"model_type": "resnet"}})
     with pytest.raises(ValueError, match="not supported"):

@@ -47,6 +47,7 @@ class DetrConfig(ConfigBase):
     attention_dropout: float = 0.0  # dropout on attention weights
     num_queries: int = 100  # object queries Q: the most objects one image can have
     position: str = "sine"  # sine (normalised, DETR) | learned (50 x 50 row and column tables)
+    sigmoid_scores: bool = False  # class scores from per-class sigmoids (trained with the focal loss), not the softmax
     backend: str = "sdpa"  # core attention backend spec
     min_size: int = 800  # images are resized so that their shorter side is this ...
     max_size: int = 1333  # ... unless the longer side would exceed this

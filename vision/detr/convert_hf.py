@@ -76,8 +76,11 @@ def _one(hf: dict[str, Any], encoder_key: str, decoder_key: str) -> Any:
     return hf[encoder_key]
 
 
-def detr_config_from_hf(hf: dict[str, Any]) -> DetrConfig:
+def detr_config_from_hf(hf: dict[str, Any], num_classes: int | None = None) -> DetrConfig:
     """Our :class:`DetrConfig` for a Hugging Face DETR ``config.json``.
+
+    ``num_classes`` (the class head's rows minus "no object") wins over the config's labels, which
+    transformers leaves out of ``config.json`` when they are its defaults.
 
     Raises:
         ValueError: the config uses something this DETR does not have (another backbone, unequal
@@ -90,7 +93,8 @@ def detr_config_from_hf(hf: dict[str, Any]) -> DetrConfig:
     if activation not in HF_ACTIVATIONS:
         raise ValueError(f"activation {activation!r} is not supported; choose one of {sorted(HF_ACTIVATIONS)}")
     id2label = {int(k): str(v) for k, v in (hf.get("id2label") or {}).items()}
-    num_classes = max(id2label) + 1 if id2label else int(hf.get("num_labels", 91))
+    if num_classes is None:
+        num_classes = max(id2label) + 1 if id2label else int(hf.get("num_labels", 2))  # transformers' default: 2
     names = [id2label.get(i, str(i)) for i in range(num_classes)]
     return DetrConfig(
         num_classes=num_classes,
@@ -138,5 +142,7 @@ def read_hf_detr(directory: str | Path) -> tuple[DetrConfig, dict[str, Tensor]]:
     """The config and converted weights of a Hugging Face ``DetrForObjectDetection`` directory."""
     directory = Path(directory)
     hf = json.loads((directory / "config.json").read_text())
-    config = detr_config_from_hf(hf)
-    return config, convert_hf_state_dict(read_hf_weights(directory))
+    state = read_hf_weights(directory)
+    head = state.get("class_labels_classifier.weight")
+    config = detr_config_from_hf(hf, None if head is None else head.shape[0] - 1)
+    return config, convert_hf_state_dict(state)

@@ -59,12 +59,15 @@ class ResNetBackbone(nn.Module):
         for name in self.stages:
             setattr(self, name, getattr(resnet, name))
         self.frozen: list[nn.Module] = []
-        if config.frozen_stages > 0:
-            self.frozen = [self.conv1, self.bn1] + [
-                getattr(self, f"layer{i}") for i in range(1, config.frozen_stages + 1)
-            ]
+        self.freeze(config.frozen_stages)
+
+    def freeze(self, stages: int) -> None:
+        """No gradients for the stem and the first ``stages`` stages (0 = none); their statistics stay fixed."""
+        if stages > 0:
+            self.frozen = [self.conv1, self.bn1] + [getattr(self, f"layer{i}") for i in range(1, stages + 1)]
         for module in self.frozen:
             module.requires_grad_(False)
+            module.eval()
 
     def train(self, mode: bool = True) -> ResNetBackbone:
         super().train(mode)
@@ -154,6 +157,11 @@ class DETR(PretrainedModel):
             for param in stack.parameters():
                 if param.dim() > 1:
                     nn.init.xavier_uniform_(param)
+
+    def freeze_backbone(self) -> None:
+        """Train the transformer and heads only: the whole backbone gets no gradients (recorded in the config)."""
+        self.config.frozen_stages = self.config.backbone_stage
+        self.backbone.freeze(self.config.backbone_stage)
 
     def feature_mask(self, pixel_mask: Tensor, size: tuple[int, int]) -> Tensor:
         """The real cells (B, h, w) of a feature map of ``size`` (nearest resampling of the pixel mask)."""

@@ -23,6 +23,7 @@ __all__ = [
     "POSITION_KINDS",
     "TransformerConfig",
     "block_spec_from",
+    "checked_class_names",
     "require",
 ]
 
@@ -74,6 +75,15 @@ def require(condition: bool, message: str) -> None:
     """Raise ``ValueError(message)`` unless ``condition``: the check every config uses."""
     if not condition:
         raise ValueError(message)
+
+
+def checked_class_names(names: list[Any] | None, num_classes: int) -> list[str] | None:
+    """A config's ``class_names`` as strings, one per class (or None), else a ``ValueError`` saying the counts."""
+    if names is None:
+        return None
+    names = [str(n) for n in names]
+    require(len(names) == num_classes, f"class_names has {len(names)} names but num_classes={num_classes}")
+    return names
 
 
 @dataclass(frozen=True)

@@ -134,3 +134,20 @@ def test_stuck_training_warns_with_the_usual_fixes():
     assert len(said) == 2 and "mAP@0.5 is 0.000" in said[1]
     task.on_eval(4, {"map_50": 0.0})
     assert len(said) == 2  # once
+
+
+def test_two_processes_train_and_validate(tmp_path):
+    """--nproc 2: the box count is summed across processes and mAP is gathered from both."""
+    import subprocess
+    import sys
+
+    args = ["vision", "detect-train", "shapes", *TINY, "--num-queries", "6", "--batch-size", "4", "--nproc", "2"]
+    args += ["data.train_limit=8", "data.eval_limit=4", "train.plot=false", "--max-steps", "2"]
+    done = subprocess.run(
+        [sys.executable, "-m", "polyformer.apps", *args, "--out", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "batch 4 = 2 process(es)" in done.stdout
+    final = metrics_lines(tmp_path / "run", "eval")[-1]
+    assert 0 <= final["map_50"] <= 1 and final["class_error"] >= 0

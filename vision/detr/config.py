@@ -12,7 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from polyformer.core.config import ACTIVATION_KINDS, BlockSpec, ConfigBase, block_spec_from, require
+from polyformer.core.config import (
+    ACTIVATION_KINDS,
+    BlockSpec,
+    ConfigBase,
+    block_spec_from,
+    checked_class_names,
+    require,
+)
 
 __all__ = ["BACKBONE_NORMS", "BACKBONES", "DetrConfig", "POSITION_ENCODINGS"]
 
@@ -92,12 +99,7 @@ class DetrConfig(ConfigBase):
         self.image_mean = _per_channel(self.image_mean, [0.485, 0.456, 0.406], "image_mean")
         self.image_std = _per_channel(self.image_std, [0.229, 0.224, 0.225], "image_std")
         require(all(s > 0 for s in self.image_std), f"image_std values must be positive, got {self.image_std}")
-        if self.class_names is not None:
-            self.class_names = [str(n) for n in self.class_names]
-            require(
-                len(self.class_names) == self.num_classes,
-                f"class_names has {len(self.class_names)} names but num_classes={self.num_classes}",
-            )
+        self.class_names = checked_class_names(self.class_names, self.num_classes)
 
     @property
     def backbone_channels(self) -> int:

@@ -17,6 +17,7 @@ from polyformer.core.config import (
     BlockSpec,
     ConfigBase,
     block_spec_from,
+    checked_class_names,
     require,
 )
 
@@ -99,12 +100,7 @@ class ViTConfig(ConfigBase):
             )
             setattr(self, name, [float(v) for v in values])
         require(all(s > 0 for s in self.image_std), f"image_std values must be positive, got {self.image_std}")
-        if self.class_names is not None:
-            self.class_names = [str(n) for n in self.class_names]
-            require(
-                len(self.class_names) == self.num_classes,
-                f"class_names has {len(self.class_names)} names but num_classes={self.num_classes}",
-            )
+        self.class_names = checked_class_names(self.class_names, self.num_classes)
 
     @property
     def grid_size(self) -> int:

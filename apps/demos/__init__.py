@@ -15,7 +15,10 @@ Echo = Callable[[str], None]
 # name -> (module, what the demo shows); modules are imported only when their demo runs.
 DEMOS: dict[str, tuple[str, str]] = {
     "core": ("polyformer.apps.demos.core", "an encoder-decoder trained to reverse sequences, greedy vs beam search"),
-    "vision": ("polyformer.apps.demos.vision", "the shipped ViT on embedded Fashion-MNIST test images"),
+    "vision": (
+        "polyformer.apps.demos.vision",
+        "the shipped ViT on embedded Fashion-MNIST test images, the shipped DETR on held-out shapes images",
+    ),
     "text": ("polyformer.apps.demos.text", "the shipped English-to-Spanish transformer on held-out Bible verses"),
     "speech": ("polyformer.apps.demos.speech", "real OpenAI Whisper base transcribing real LibriVox recordings"),
     "bio": ("polyformer.apps.demos.bio", "the shipped DNABERT classifying held-out primate splice junctions"),

@@ -202,10 +202,12 @@ class ObjectDetectionPipeline:
         ]
         return results[0] if single else results
 
-    def annotate(self, image: Any, detections: Detections, truth: tuple[Tensor, Tensor] | None = None) -> Image.Image:
-        """The image with ``detections`` (and, if given, the true boxes) drawn on it."""
+    def annotate(
+        self, image: Any, detections: Detections, truth: tuple[Tensor, Tensor] | None = None, scale: int = 1
+    ) -> Image.Image:
+        """The image (enlarged ``scale`` times) with ``detections`` (and, if given, the true boxes) drawn on it."""
         picture = Image.fromarray(image_tensor(image, "draw on").expand(3, -1, -1).permute(1, 2, 0).numpy())
-        return draw_detections(picture, detections, self.labels, truth)
+        return draw_detections(picture, detections, self.labels, truth, scale)
 
 
 def build_object_detection(
@@ -223,6 +225,6 @@ def build_object_detection(
 register_task(
     PipelineTask(
         "object-detection", build_object_detection, "labelled boxes of objects in images (DETR)",
-        needs="a DETR directory (ours or Hugging Face) or training run directory",
+        default_model="detr_shapes", needs="a DETR directory (ours or Hugging Face) or training run directory",
     )
 )  # fmt: skip

@@ -427,8 +427,9 @@ def draw_examples(model: DETR, data: DetectionData, path: str | Path, threshold:
     samples = data.samples[:count]
     detector = ObjectDetectionPipeline(model, threshold=threshold)
     found = detector.detect([sample.image for sample in samples])
+    scale = max(1, 256 // min(min(sample.size) for sample in samples))  # small images are drawn larger
     pictures = [
-        detector.annotate(sample.image, detections, truth=(sample.boxes, sample.labels))
+        detector.annotate(sample.image, detections, truth=(sample.boxes, sample.labels), scale=scale)
         for sample, detections in zip(samples, found)
     ]
     sheet = Image.new("RGB", (sum(p.width for p in pictures), max(p.height for p in pictures)), (255, 255, 255))

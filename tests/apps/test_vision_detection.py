@@ -11,7 +11,7 @@ from PIL import Image
 
 from polyformer.apps.cli import main
 from polyformer.apps.engine import load_for_finetuning
-from polyformer.apps.pipelines import pipeline
+from polyformer.apps.pipelines import SHIPPED_CHECKPOINTS, pipeline
 from polyformer.apps.recipes.typed_config import ConfigError
 from polyformer.apps.recipes.vision_detection import DetectionTask, load_detection_recipe
 from polyformer.vision.data import open_detection_data
@@ -56,7 +56,7 @@ def test_detect_eval_reports_map_and_draws_boxes(overfit_run, tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["images"] == 60 and 0 <= report["map_50"] <= 1 and len(report["map_per_class"]) == 3
-    assert report["map_75"] <= report["map_50"] and Image.open(png).size == (4 * 128, 128)
+    assert report["map_75"] <= report["map_50"] and Image.open(png).size == (4 * 256, 256)  # drawn twice as large
     args = ["vision", "detect-eval", "shapes", "--model", str(run), "--split", "train", "--png", str(png)]
     plain = CliRunner().invoke(main, args)
     assert "240 images of shapes (train)" in plain.output and "circle" in plain.output
@@ -151,3 +151,15 @@ def test_two_processes_train_and_validate(tmp_path):
     assert "batch 4 = 2 process(es)" in done.stdout
     final = metrics_lines(tmp_path / "run", "eval")[-1]
     assert 0 <= final["map_50"] <= 1 and final["class_error"] >= 0
+
+
+def test_the_shipped_detector_finds_the_held_out_shapes(tmp_path):
+    """The demo's detection part: the shipped DETR reaches its stated mAP@0.5 on the embedded test split."""
+    from polyformer.apps.demos.vision import run_detection_demo
+
+    lines = []
+    score = run_detection_demo(lines.append, tmp_path / "demo.png")
+    assert lines[0].startswith("[vision] shipped DETR detr_shapes") and score >= 0.9
+    assert sum(p.stat().st_size for p in SHIPPED_CHECKPOINTS["detr_shapes"].iterdir()) <= 25e6
+    assert (tmp_path / "demo.png").is_file() and lines[-1].startswith("  mAP@0.5 on all 60 test images")
+    assert pipeline("object-detection")(str(open_detection_data("shapes", "test").samples[0].image))

@@ -68,15 +68,18 @@ def draw_detections(
     detections: Detections,
     class_names: Sequence[str],
     truth: tuple[Tensor, Tensor] | None = None,
+    scale: int = 1,
 ) -> Image.Image:
-    """A copy of ``image`` with the detections drawn (coloured by class, labelled with name and score)
-    and, if given, the true ``(boxes, labels)`` as thin white outlines."""
-    picture = image.convert("RGB").copy()
+    """A copy of ``image`` (enlarged ``scale`` times, for small images) with the detections drawn
+    (coloured by class, labelled with name and score) and, if given, the true ``(boxes, labels)`` as
+    thin white outlines."""
+    picture = image.convert("RGB").resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
     draw = ImageDraw.Draw(picture)
     if truth is not None:
-        for box in truth[0].tolist():
+        for box in (truth[0] * scale).tolist():
             draw.rectangle(box, outline=(255, 255, 255), width=1)
-    for box, score, label in zip(detections.boxes.tolist(), detections.scores.tolist(), detections.labels.tolist()):
+    boxes = detections.boxes * scale
+    for box, score, label in zip(boxes.tolist(), detections.scores.tolist(), detections.labels.tolist()):
         colour = PALETTE[label % len(PALETTE)]
         draw.rectangle(box, outline=colour, width=2)
         draw.text((box[0] + 2, box[1] + 1), f"{class_names[label]} {score:.2f}", fill=colour)

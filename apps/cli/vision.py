@@ -32,11 +32,12 @@ MODEL_HELP = (
 )
 
 
-def _require_model(model_dir: str | None) -> str:
+def _require_model(model_dir: str | None, what: str = "model", shipped: str = SHIPPED_MODEL,
+                   demo: str = "the shipped Fashion-MNIST demo model") -> str:  # fmt: skip
     if model_dir is None:
         raise click.UsageError(
-            f"--model is required: give your trained model (a run directory or model directory), "
-            f"or --model {SHIPPED_MODEL} for the shipped Fashion-MNIST demo model"
+            f"--model is required: give your trained {what} (a run directory or model directory), "
+            f"or --model {shipped} for {demo}"
         )
     return model_dir
 
@@ -219,12 +220,7 @@ DETECTOR_HELP = (
 
 
 def _require_detector(model_dir: str | None) -> str:
-    if model_dir is None:
-        raise click.UsageError(
-            f"--model is required: give your trained detector (a run directory or model directory), "
-            f"or --model {SHIPPED_DETECTOR} for the shipped shapes detector"
-        )
-    return model_dir
+    return _require_model(model_dir, "detector", SHIPPED_DETECTOR, "the shipped shapes detector")
 
 
 @vision.command("detect-train")

@@ -315,10 +315,9 @@ def build_detection_datasets(recipe: DetectionRecipe, train_data: DetectionData,
         )
         return RunDatasets(batch, batch, f"the same {len(batch)} training images (data.overfit_batch)")
     train_tf = detection_transform(
-        True, *size, scales=settings.scales, crop=settings.crop, crop_min_scale=settings.crop_min_scale
-    )
-    if not settings.hflip:
-        train_tf.transforms = [t for t in train_tf.transforms if type(t).__name__ != "RandomHorizontalFlip"]
+        True, *size, scales=settings.scales, crop=settings.crop, crop_min_scale=settings.crop_min_scale,
+        hflip=settings.hflip,
+    )  # fmt: skip
     eval_source = settings.eval or settings.train
     eval_data = open_detection_data(eval_source, "test", train_data.class_names, settings.skip_bad)
     train_set, eval_set = DetectionDataset(train_data, train_tf), DetectionDataset(eval_data, eval_tf)

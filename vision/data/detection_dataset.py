@@ -16,7 +16,6 @@ Shape legend: B images, H x W (padded) image size, G objects of one image.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
@@ -66,6 +65,7 @@ def detection_transform(
     scales: Sequence[float] = (0.75, 0.8125, 0.875, 0.9375, 1.0),
     crop: float = 0.5,
     crop_min_scale: float = 0.6,
+    hflip: bool = True,
 ) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """The v2 pipeline on ``{"image", "boxes", "labels"}`` samples.
 
@@ -78,13 +78,14 @@ def detection_transform(
         scales: fractions of ``min_size`` that training resizes to.
         crop: probability of the random crop in training.
         crop_min_scale: the smallest crop side as a fraction of the image side.
+        hflip: random horizontal flips in training.
     """
     finish = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
     if not train:
         return v2.Compose([_resize(min_size, max_size), *finish])
     sizes = sorted({max(1, round(min_size * s)) for s in scales})
     steps = [
-        v2.RandomHorizontalFlip(),
+        *([v2.RandomHorizontalFlip()] if hflip else []),
         v2.RandomApply([RandomSizeCrop(crop_min_scale)], p=crop),
         v2.RandomChoice([_resize(s, max_size) for s in sizes]),
         v2.SanitizeBoundingBoxes(min_size=1.0),
@@ -131,9 +132,6 @@ class DetectionDataset(Dataset):
         scale = torch.tensor([width, height, width, height], dtype=torch.float32)
         boxes = box_xyxy_to_cxcywh(out["boxes"].as_subclass(Tensor).float() / scale)
         return image, Targets(labels=out["labels"], boxes=boxes)
-
-    def image_path(self, index: int) -> Path:
-        return self.data.samples[index].image
 
 
 def detection_collate(items: Sequence[tuple[Tensor, Targets]]) -> DetectionBatch:

@@ -48,6 +48,8 @@ class TrainingConfig:
     log_every: int = 10  # write a metrics.jsonl line (and a progress line) every N steps
     quiet: bool = False  # no progress output at all
     num_workers: int = 0  # DataLoader worker processes per training process
+    bucket_steps: int = 0  # batch samples of similar length (a dataset with ``sample_lengths``, e.g. speech):
+    # each pool of this many steps' samples is sorted by length; 0 = plain shuffle
     threads: int | None = None  # intra-op CPU threads per process; None = torch's default (OMP_NUM_THREADS)
     eval_batch_size: int | None = None  # per-process evaluation batch; None = the training micro-batch
     fsdp: bool = False  # shard parameters, gradients and optimizer state (FSDP2) instead of DDP
@@ -92,8 +94,8 @@ class TrainingConfig:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 yield f"{name} must be positive or None, got {value}"
-        if self.keep_last < 1 or self.log_every < 1 or self.num_workers < 0:
-            yield "keep_last and log_every must be at least 1, num_workers at least 0"
+        if self.keep_last < 1 or self.log_every < 1 or self.num_workers < 0 or self.bucket_steps < 0:
+            yield "keep_last and log_every must be at least 1, num_workers and bucket_steps at least 0"
         if self.best_mode not in ("max", "min"):
             yield f"best_mode must be 'max' or 'min', got {self.best_mode!r}"
 

@@ -253,7 +253,7 @@ def _start_run(model, task, train_data, config, context, eval_data, collate_fn, 
     )  # fmt: skip
     sampler = ResumableBatchSampler(
         len(train_data), config.batch_size, config.grad_accum, context.rank, context.world_size, config.seed,
-        keys_with_epoch=True,
+        keys_with_epoch=True, lengths=getattr(train_data, "sample_lengths", None), bucket_steps=config.bucket_steps,
     )  # fmt: skip
     total = config.max_steps or max(1, math.ceil(config.epochs * sampler.steps_per_epoch))
     warmup = config.warmup_steps if config.warmup_steps is not None else round(config.warmup_fraction * total)

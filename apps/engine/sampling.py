@@ -10,12 +10,17 @@ samples whatever the number of processes or accumulation steps, and the position
 Random augmentation is made reproducible the same way: :class:`ReproducibleSamples` seeds the
 global generators from ``(seed, epoch, index)`` around each ``dataset[index]`` call, so a
 sample gets the same crop in a resumed run, in a DataLoader worker, or on another rank.
+
+Length bucketing (``lengths`` and ``bucket_steps``) keeps padding small for inputs of varied length
+(speech): the shuffled epoch is cut into pools of ``bucket_steps`` optimizer steps, each pool is
+sorted by length and cut into steps, and the pool's steps are shuffled again; the order stays a
+pure function of ``(seed, epoch)``.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
@@ -39,6 +44,8 @@ class ResumableBatchSampler(Sampler[list]):
         seed: seed of the shuffles (epoch ``e`` uses ``seed`` and ``e``).
         shuffle: False keeps the dataset order (for tests and debugging).
         keys_with_epoch: yield ``(epoch, index)`` pairs (for :class:`ReproducibleSamples`) instead of indices.
+        lengths: each sample's length, for bucketing (with ``bucket_steps``).
+        bucket_steps: steps per length-sorted pool; 0 = no bucketing.
     """
 
     def __init__(
@@ -51,6 +58,8 @@ class ResumableBatchSampler(Sampler[list]):
         seed: int = 0,
         shuffle: bool = True,
         keys_with_epoch: bool = False,
+        lengths: Sequence[int] | None = None,
+        bucket_steps: int = 0,
     ):
         if global_batch % (world_size * grad_accum):
             raise ValueError(
@@ -63,6 +72,9 @@ class ResumableBatchSampler(Sampler[list]):
         self.num_samples, self.global_batch, self.grad_accum = num_samples, global_batch, grad_accum
         self.rank, self.world_size, self.seed, self.shuffle = rank, world_size, seed, shuffle
         self.keys_with_epoch = keys_with_epoch
+        if bucket_steps and (lengths is None or len(lengths) != num_samples):
+            raise ValueError("length bucketing needs one length per training sample (a dataset with sample_lengths)")
+        self.lengths, self.bucket_steps = (list(lengths) if bucket_steps else None), bucket_steps
         self.micro_batch = global_batch // (world_size * grad_accum)
         self.steps_per_epoch = num_samples // global_batch
         self.epoch, self.step = 0, 0
@@ -78,7 +90,18 @@ class ResumableBatchSampler(Sampler[list]):
         if not self.shuffle:
             return list(range(self.num_samples))
         generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-        return torch.randperm(self.num_samples, generator=generator).tolist()
+        order = torch.randperm(self.num_samples, generator=generator).tolist()
+        if not self.bucket_steps:
+            return order
+        pool, step = self.bucket_steps * self.global_batch, self.global_batch
+        bucketed: list[int] = []
+        for start in range(0, self.steps_per_epoch * step, pool):
+            end = min(start + pool, self.steps_per_epoch * step)
+            members = sorted(order[start:end], key=self.lengths.__getitem__)
+            steps = [members[i : i + step] for i in range(0, len(members), step)]
+            for k in torch.randperm(len(steps), generator=generator).tolist():
+                bucketed.extend(steps[k])
+        return bucketed + order[self.steps_per_epoch * step :]
 
     def __iter__(self) -> Iterator[list]:
         order, epoch, b = self.epoch_order(self.epoch), self.epoch, self.micro_batch

@@ -1,12 +1,14 @@
-"""Speech data: readers for audio folders (``metadata.csv``), JSONL manifests and split folders.
+"""Speech data: readers for audio folders (``metadata.csv``), JSONL manifests and split folders, and
+training examples for Whisper-style models (:class:`AsrExamples`, :func:`collate_asr`).
 
-The shipped recordings live beside this file: ``librivox/`` (five real LibriVox recordings with their
-transcripts), made by ``make_spoken_corpus.py --librivox``; that script also builds a synthetic spoken corpus
-(espeak-ng / flite voices, split by voice) for training.
+The shipped recordings live beside this file, both made by ``make_spoken_corpus.py``: ``spoken_corpus/``
+(English sentences spoken by espeak-ng and flite voices; ``test/`` holds only voices never heard in
+``train/`` or ``validation/``) and ``librivox/`` (five real LibriVox recordings with their transcripts).
 """
 
 from pathlib import Path
 
+from .asr import AsrBatch, AsrExamples, collate_asr
 from .readers import (
     METADATA_FILE,
     SPLIT_NAMES,
@@ -19,5 +21,6 @@ from .readers import (
 )
 
 LIBRIVOX_DIR = Path(__file__).resolve().parent / "librivox"
+SPOKEN_CORPUS_DIR = Path(__file__).resolve().parent / "spoken_corpus"
 
-__all__ = [name for name in dir() if not name.startswith("_") and name not in ("Path", "readers")]
+__all__ = [name for name in dir() if not name.startswith("_") and name not in ("Path", "readers", "asr")]

@@ -65,9 +65,17 @@ class AudioClips:
     texts: list[str] | None
     skipped: list[tuple[str, int, str]] = field(default_factory=list)
     extra: dict[str, list[str]] = field(default_factory=dict)
+    source: Path | None = None  # the metadata.csv or manifest the clips were listed in (None: a scanned folder)
+    lines: list[int] = field(default_factory=list)  # each clip's line in ``source`` (empty for a scanned folder)
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def where(self, index: int) -> tuple[str, int]:
+        """Where clip ``index`` was listed: ``(index file, line)``, or ``(audio file, 0)`` without an index file."""
+        if self.source is not None and self.lines:
+            return str(self.source), self.lines[index]
+        return str(self.paths[index]), 0
 
 
 def _where(file: str | Path, line: int) -> str:
@@ -83,6 +91,7 @@ class _Collector:
         self.texts: list[str] = []
         self.extra: dict[str, list[str]] = {}
         self.skipped: list[tuple[str, int, str]] = []
+        self.lines: list[int] = []
 
     def bad(self, line: int, reason: str) -> None:
         if not self.skip_bad:
@@ -99,6 +108,7 @@ class _Collector:
             return
         self.paths.append(self.source.parent / name)
         self.texts.append((text or "").strip())
+        self.lines.append(line)
         for key in extra.keys() - self.extra.keys():
             self.extra[key] = [""] * (len(self.paths) - 1)
         for key, values in self.extra.items():
@@ -107,7 +117,8 @@ class _Collector:
     def result(self) -> AudioClips:
         if not self.paths:
             raise SpeechDataError(f"no audio clips in {self.source}{_skipped_note(self.skipped)}")
-        return AudioClips(self.paths, self.texts if self.labelled else None, self.skipped, self.extra)
+        texts = self.texts if self.labelled else None
+        return AudioClips(self.paths, texts, self.skipped, self.extra, self.source, self.lines)
 
 
 def _skipped_note(skipped: list[tuple[str, int, str]]) -> str:
@@ -301,4 +312,6 @@ def check_audio_files(clips: AudioClips, skip_bad: bool = False) -> AudioClips:
         None if clips.texts is None else [clips.texts[i] for i in keep],
         skipped,
         {key: [values[i] for i in keep] for key, values in clips.extra.items()},
+        clips.source,
+        [clips.lines[i] for i in keep] if clips.lines else [],
     )

@@ -94,19 +94,31 @@ class WhisperTokenizer:
         vocab_size: int = 1000,
         languages: Sequence[str] = ("en",),
         timestamps: bool = True,
+        kind: str = "bpe",
     ) -> WhisperTokenizer:
-        """A new byte-level BPE vocabulary of about ``vocab_size`` text tokens, trained on ``texts``,
-        followed by Whisper's special tokens (one per language; none for ``languages=()``, an
-        English-only layout) and, with ``timestamps``, the 1501 timestamp tokens."""
+        """A new vocabulary trained on ``texts``, followed by Whisper's special tokens (one per language; none for
+        ``languages=()``, an English-only layout) and, with ``timestamps``, the 1501 timestamp tokens.
+
+        ``kind="bpe"``: byte-level BPE of about ``vocab_size`` text tokens (any text can be encoded).
+        ``kind="char"``: one token per character seen in ``texts`` (``vocab_size`` is ignored); text with
+        another character cannot be encoded (see :meth:`unknown_characters`).
+        """
         from tokenizers import decoders, models, pre_tokenizers, trainers
 
-        tokenizer = Tokenizer(models.BPE())
-        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        tokenizer.decoder = decoders.ByteLevel()
-        alphabet = pre_tokenizers.ByteLevel.alphabet()
-        trainer = trainers.BpeTrainer(vocab_size=max(vocab_size, len(alphabet)), initial_alphabet=alphabet,
-                                      show_progress=False)  # fmt: skip
-        tokenizer.train_from_iterator(texts, trainer)
+        if kind == "bpe":
+            tokenizer = Tokenizer(models.BPE())
+            tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+            tokenizer.decoder = decoders.ByteLevel()
+            alphabet = pre_tokenizers.ByteLevel.alphabet()
+            trainer = trainers.BpeTrainer(vocab_size=max(vocab_size, len(alphabet)), initial_alphabet=alphabet,
+                                          show_progress=False)  # fmt: skip
+            tokenizer.train_from_iterator(texts, trainer)
+        elif kind == "char":
+            characters = sorted(set().union(*(set(text) for text in texts)) | {" "})
+            tokenizer = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(characters)}, merges=[]))
+            tokenizer.decoder = decoders.Fuse()
+        else:
+            raise ValueError(f"tokenizer kind must be 'bpe' or 'char', got {kind!r}")
         codes = [language_code(lang) for lang in languages]
         specials = ["<|endoftext|>", "<|startoftranscript|>", *[f"<|{c}|>" for c in codes]]
         if codes:
@@ -132,6 +144,12 @@ class WhisperTokenizer:
     def has_timestamps(self) -> bool:
         """Whether the vocabulary has timestamp tokens (a model trained here without them has none)."""
         return self.vocab_size > self.timestamp_begin
+
+    @property
+    def text_prefix(self) -> str:
+        """What goes before a transcription's first word: a space for a byte-level vocabulary (whose words carry
+        their leading space, as Whisper's do), nothing for a character vocabulary (space is a token of its own)."""
+        return "" if self.tokenizer.pre_tokenizer is None else " "
 
     @property
     def multilingual(self) -> bool:
@@ -169,6 +187,14 @@ class WhisperTokenizer:
         """Text -> ids, without special tokens."""
         return self.tokenizer.encode(text, add_special_tokens=False).ids
 
+    def unknown_characters(self, text: str) -> str:
+        """The characters of ``text`` this vocabulary cannot encode, in order of first use ("" when it can encode
+        all of it; a byte-level vocabulary encodes anything)."""
+        if self.decode(self.encode(text)) == text:
+            return ""
+        missing = [c for c in dict.fromkeys(text) if self.decode(self.encode(c)) != c]
+        return "".join(missing)
+
     def is_special(self, token: int) -> bool:
         return token >= self.eot
 
@@ -197,13 +223,22 @@ class WhisperTokenizer:
 
     def non_speech_tokens(self) -> list[int]:
         """Tokens of symbols that are not speech (openai/whisper's ``suppress_tokens="-1"`` set):
-        speaker tags, music notes and brackets, which a caption corpus is full of."""
+        speaker tags, music notes and brackets, which a caption corpus is full of. Symbols a vocabulary cannot
+        encode (a character vocabulary without them) are left out."""
         symbols = list('"#()*+/:;<=>@[\\]^_`{|}~「」『』')
         symbols += "<< >> <<< >>> -- --- -( -[ (' (\" (( )) ((( ))) [[ ]] {{ }} ♪♪ ♪♪♪".split()
         miscellaneous = set("♩♪♫♬♭♮♯")
-        result = {self.encode(" -")[0], self.encode(" '")[0]}
+        byte_level = self.text_prefix == " "
+        result = set()
+        for text in (" -", " '"):
+            tokens = self.encode(text)
+            if len(tokens) == 1 and self.decode(tokens) == text:
+                result.add(tokens[0])
         for symbol in symbols + list(miscellaneous):
-            for tokens in (self.encode(symbol), self.encode(" " + symbol)):
-                if len(tokens) == 1 or symbol in miscellaneous:
+            for text in (symbol, " " + symbol):
+                tokens = self.encode(text)
+                if len(tokens) == 1 and self.decode(tokens) == text:
                     result.add(tokens[0])
+                elif symbol in miscellaneous and byte_level and tokens:
+                    result.add(tokens[0])  # the first byte of the symbol (openai/whisper's way)
         return sorted(result)

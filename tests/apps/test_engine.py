@@ -148,6 +148,23 @@ def test_sampler_ranks_and_accumulation_cover_each_global_batch():
     assert list(resumed) != single
 
 
+def test_length_bucketing_groups_similar_lengths_and_keeps_every_sample_once():
+    lengths = [(i * 37) % 101 for i in range(100)]
+    plain = ResumableBatchSampler(100, 10, seed=5)
+    bucketed = ResumableBatchSampler(100, 10, seed=5, lengths=lengths, bucket_steps=5)
+    spread = lambda sampler: sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in sampler)  # noqa: E731
+    assert sorted(sum(list(bucketed), [])) == sorted(sum(list(plain), [])) == list(range(100))
+    assert spread(bucketed) < spread(plain) / 3
+    assert list(ResumableBatchSampler(100, 10, seed=5, lengths=lengths, bucket_steps=5)) == list(bucketed)
+    resumed = ResumableBatchSampler(100, 10, seed=5, lengths=lengths, bucket_steps=5)
+    resumed.set_position(0, 4)
+    assert list(resumed) == list(bucketed)[4:]
+    shards = [list(ResumableBatchSampler(100, 10, 1, r, 2, seed=5, lengths=lengths, bucket_steps=5)) for r in range(2)]
+    assert [sorted(a + b) for a, b in zip(*shards)] == [sorted(b) for b in bucketed]
+    with pytest.raises(ValueError, match="one length per training sample"):
+        ResumableBatchSampler(100, 10, lengths=lengths[:50], bucket_steps=5)
+
+
 def test_sampler_rejects_batches_that_do_not_split():
     with pytest.raises(ValueError, match="divisible"):
         ResumableBatchSampler(40, 6, grad_accum=4)

@@ -1,4 +1,5 @@
-"""``polyformer speech ...``: transcribe audio files with Whisper, and say where the Whisper models are.
+"""``polyformer speech ...``: transcribe audio files with Whisper, train and fine-tune Whisper-style models on
+your own audio, score them (WER/CER), and say where the Whisper models are.
 
 ``polyformer speech transcribe FILE... --model whisper-base`` takes openai/whisper's options
 (language, task, timestamps, beam size with patience and length penalty, the temperature
@@ -9,15 +10,31 @@ work is in :mod:`polyformer.apps.pipelines.speech` and :mod:`polyformer.speech.w
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import click
 
-from polyformer.apps.cli.common import USER_ERRORS
+from polyformer.apps.cli.common import (
+    USER_ERRORS,
+    apply_training_options,
+    check_output_file,
+    check_overrides,
+    relaunch_with_nproc,
+    run_training,
+    training_options,
+)
 
 __all__ = ["speech"]
 
 FALLBACK = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+DATA_HELP = (
+    "`spoken` (the embedded corpus), `librivox` (five real recordings), a folder with metadata.csv "
+    "(file_name,transcription), a folder with train/ and test/ (and validation/) sub-folders, or a .jsonl manifest "
+    "(audio, text)"
+)
+MODEL_HELP = "whisper-base, or a Whisper directory: ours (or a run), Hugging Face, faster-whisper."
 
 
 @click.group()
@@ -61,8 +78,7 @@ def _read_audio(paths: tuple[str, ...], skip_bad: bool) -> tuple[list[Path], lis
 
 @speech.command()
 @click.argument("files", nargs=-1, required=True)
-@click.option("--model", "model_name", default="whisper-base", show_default=True,
-              help="whisper-base, or a Whisper directory: ours (or a run), Hugging Face, faster-whisper.")
+@click.option("--model", "model_name", default="whisper-base", show_default=True, help=MODEL_HELP)
 @click.option("--language", default=None, help="Spoken language (code or name); default: detect it.")
 @click.option("--task", type=click.Choice(["transcribe", "translate"]), default="transcribe", show_default=True)
 @click.option("--timestamps/--no-timestamps", default=True, show_default=True, help="Predict segment times.")
@@ -151,3 +167,142 @@ def models() -> None:
     click.echo("also accepted by --model: our Whisper directories and training runs, Hugging Face Whisper")
     click.echo("directories (config.json + model.safetensors + tokenizer.json), faster-whisper directories")
     click.echo("(model.bin + config.json + tokenizer.json)")
+
+
+def _train_asr(data: str, overrides: tuple[str, ...], config_name: str | None, default: str, options: dict) -> None:
+    check_overrides(overrides)
+    relaunch_with_nproc(options.pop("nproc"))
+    from polyformer.apps.recipes.speech_asr import load_asr_recipe, train_asr
+
+    for key in ("language", "task", "init"):
+        if options.get(key) is not None:
+            overrides = (*overrides, f"data.{key}={json.dumps(options[key])}")
+    if options.get("freeze_encoder"):
+        overrides = (*overrides, "data.freeze_encoder=true")
+    if options.get("freeze_encoder_steps"):
+        overrides = (*overrides, f"train.freeze_backbone_steps={options['freeze_encoder_steps']}")
+
+    def work() -> None:
+        recipe = load_asr_recipe(config_name or default, overrides)
+        recipe.train = apply_training_options(recipe.train, options)
+        recipe.data.train = data
+        recipe.data.skip_bad = recipe.data.skip_bad or options["skip_bad"]
+        train_asr(recipe, echo=click.echo)
+
+    run_training(work)
+
+
+@speech.command("train-asr")
+@click.argument("data")
+@click.argument("overrides", nargs=-1)
+@training_options
+def train_asr_command(data: str, overrides: tuple[str, ...], config_name: str | None, **options: Any) -> None:
+    """Train a Whisper-style model from scratch on DATA: {data}.
+
+    OVERRIDES are recipe config fields as key=value, e.g. `model.encoder_layers=6 tokenizer.kind=bpe
+    data.time_masks=4` [default config: `spoken_asr` for `spoken`, else `asr`].
+    """
+    _train_asr(data, overrides, config_name, "spoken_asr" if data == "spoken" else "asr", options)
+
+
+train_asr_command.help = train_asr_command.help.replace("{data}", DATA_HELP)
+
+
+@speech.command("finetune-asr")
+@click.argument("data")
+@click.argument("overrides", nargs=-1)
+@click.option("--init", default="whisper-base", show_default=True, help="The model to fine-tune: " + MODEL_HELP)
+@click.option("--language", default=None, help="The prompt's language (multilingual models) [config: en].")
+@click.option("--task", type=click.Choice(["transcribe", "translate"]), default=None, help="The prompt's task.")
+@click.option("--freeze-encoder", is_flag=True, help="Train the decoder only.")
+@click.option("--freeze-encoder-steps", type=click.IntRange(min=0), default=0,
+              help="Train the decoder only for the first N steps, then everything.")  # fmt: skip
+@training_options
+def finetune_asr_command(data: str, overrides: tuple[str, ...], config_name: str | None, **options: Any) -> None:
+    """Fine-tune a Whisper model (OpenAI's Whisper base by default) on DATA: {data}.
+
+    The model keeps its tokenizer and architecture. OVERRIDES are recipe config fields as key=value, e.g.
+    `data.spec_augment=true train.lr=5e-6` [default config: `asr_finetune`].
+    """
+    from polyformer.apps.pipelines import SHIPPED_CHECKPOINTS
+    from polyformer.speech.whisper.pretrained import WHISPER_BASE
+
+    init = options["init"]
+    if init != WHISPER_BASE and init not in SHIPPED_CHECKPOINTS and not Path(init).exists():
+        raise click.BadParameter(f"{options['init']}: no such model directory", param_hint="--init")
+    _train_asr(data, overrides, config_name, "asr_finetune", options)
+
+
+finetune_asr_command.help = finetune_asr_command.help.replace("{data}", DATA_HELP)
+
+
+@speech.command("eval")
+@click.argument("data", default="spoken")
+@click.option("--model", "model_name", required=True, help=MODEL_HELP + " Shipped: `speech_spoken`.")
+@click.option("--split", default="test", show_default=True, type=click.Choice(["test", "validation", "train"]),
+              help="Which split of DATA (data without splits is used whole).")  # fmt: skip
+@click.option("--language", default="en", show_default=True, help="Spoken language (multilingual models).")
+@click.option("--beam-size", type=click.IntRange(min=1), default=None, help="Beam search instead of greedy decoding.")
+@click.option("--limit", type=click.IntRange(min=0), default=0, help="Score only the first N clips (0 = all).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True)
+@click.option("--tsv", type=click.Path(dir_okay=False), default=None,
+              help="Write each clip's reference, transcription, WER and CER here.")  # fmt: skip
+@click.option("--skip-bad", is_flag=True, help="Skip bad rows and clips (counted) instead of stopping.")
+@click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
+def eval_command(data: str, model_name: str, split: str, language: str, beam_size: int | None, limit: int,
+                 batch_size: int, precision: str, tsv: str | None, skip_bad: bool, as_json: bool) -> None:  # fmt: skip
+    """Word and character error rates (jiwer, normalised text) of a model on DATA [default: spoken]."""
+    from polyformer.apps.pipelines.speech import load_speech_model
+    from polyformer.apps.recipes.speech_asr import EMBEDDED_DATA, evaluate_asr
+    from polyformer.speech.data import read_audio_splits
+    from polyformer.speech.whisper.tokenizer import language_code
+
+    if tsv is not None:
+        check_output_file(tsv)
+    try:
+        splits = read_audio_splits(EMBEDDED_DATA.get(data, data), skip_bad=skip_bad)
+        if split not in splits and len(splits) > 1:
+            raise ValueError(f"{data} has no {split} split (it has {', '.join(splits)})")
+        clips = splits.get(split, splits["train"])
+        if limit and limit < len(clips):
+            from polyformer.apps.recipes.speech_asr import _subset
+
+            clips = _subset(clips, range(limit))
+        model, tokenizer = load_speech_model(model_name)
+        scores = evaluate_asr(model, tokenizer, clips, language=language_code(language), beam_size=beam_size,
+                              batch_size=batch_size, precision=precision, tsv=tsv)  # fmt: skip
+    except USER_ERRORS as err:
+        raise click.ClickException(str(err)) from None
+    if as_json:
+        click.echo(json.dumps(scores, indent=2))
+        return
+    click.echo(f"{model_name} on {data} ({split if split in splits else 'all'}, {scores['clips']} clips, "
+               f"{scores['words']} words): WER {scores['wer']:.2%}, CER {scores['cer']:.2%}")  # fmt: skip
+    click.echo(f"text normalisation: {scores['normalisation']}")
+    if clips.skipped:
+        click.echo(f"skipped {len(clips.skipped)} bad rows or clips")
+    if tsv is not None:
+        click.echo(f"per-clip results in {tsv}")
+
+
+@speech.command("export-hf")
+@click.argument("model_name")
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--overwrite", is_flag=True, help="Write into OUT even if it is not empty.")
+def export_hf(model_name: str, out: str, overwrite: bool) -> None:
+    """Write MODEL (a run, our Whisper directory, a shipped name, any loadable Whisper) to OUT in Hugging Face's
+    layout: `WhisperForConditionalGeneration.from_pretrained(OUT)` loads it, and so do `speech transcribe
+    --model OUT` and the pipeline. A model trained here on short clips expects 30 s of features there."""
+    from polyformer.apps.pipelines.speech import load_speech_model
+    from polyformer.speech.whisper.convert import save_hf_whisper
+
+    target = Path(out)
+    if target.exists() and any(target.iterdir()) and not overwrite:
+        raise click.ClickException(f"{out} is not empty; choose another folder or pass --overwrite")
+    try:
+        model, tokenizer = load_speech_model(model_name)
+    except USER_ERRORS as err:
+        raise click.ClickException(str(err)) from None
+    save_hf_whisper(model, target, tokenizer)
+    click.echo(f"wrote {model_name} as a Hugging Face Whisper directory: {target}")

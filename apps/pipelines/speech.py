@@ -28,17 +28,18 @@ from polyformer.speech.whisper.pretrained import WHISPER_BASE, load_whisper
 from polyformer.speech.whisper.tokenizer import language_code
 from polyformer.speech.whisper.transcribe import Transcription, transcribe
 
-from . import PipelineTask, register_task, resolve_model_dir
+from . import SHIPPED_CHECKPOINTS, PipelineTask, register_task, resolve_model_dir
 
 __all__ = ["SpeechRecognitionPipeline", "load_speech_model"]
 
 
-def load_speech_model(model: str | Path, device: str | torch.device = "cpu") -> tuple[Any, Any]:
-    """A Whisper model and tokenizer from ``whisper-base``, a model directory of any supported kind or a run."""
-    source = model
-    if str(model) != WHISPER_BASE and not (Path(model) / "config.json").is_file() and Path(model).is_dir():
-        source = resolve_model_dir(model, "automatic-speech-recognition")  # a training run: its best/final model
-    return load_whisper(source, device=device)
+def load_speech_model(model: str | Path, device: str | torch.device = "cpu", **overrides: Any) -> tuple[Any, Any]:
+    """A Whisper model and tokenizer from ``whisper-base``, a shipped checkpoint's name (``speech_spoken``), a model
+    directory of any supported kind or a training run; ``overrides`` change config fields (``dropout`` ...)."""
+    source = SHIPPED_CHECKPOINTS.get(str(model), model)
+    if str(source) != WHISPER_BASE and not (Path(source) / "config.json").is_file() and Path(source).is_dir():
+        source = resolve_model_dir(source, "automatic-speech-recognition")  # a training run: its best/final model
+    return load_whisper(source, device=device, **overrides)
 
 
 class SpeechRecognitionPipeline:

@@ -154,6 +154,7 @@ def whisper_config_from_hf(hf: dict[str, Any], generation: dict[str, Any] | None
         begin_suppress_tokens=[
             int(t) for t in gen.get("begin_suppress_tokens", hf.get("begin_suppress_tokens")) or []
         ],
+        fixed_window=bool(hf.get(WINDOW_KEY, True)),
     )
 
 
@@ -189,6 +190,10 @@ def whisper_to_hf_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
+#: The key of a Hugging Face config.json that records a model without a fixed 30 s window (trained here).
+WINDOW_KEY = "polyformer_fixed_window"
+
+
 def hf_whisper_config(config: WhisperConfig) -> dict[str, Any]:
     """A Hugging Face ``config.json`` describing ``config``."""
     return {
@@ -216,6 +221,8 @@ def hf_whisper_config(config: WhisperConfig) -> dict[str, Any]:
         "tie_word_embeddings": True,
         "suppress_tokens": list(config.suppress_tokens),
         "begin_suppress_tokens": list(config.begin_suppress_tokens),
+        # Ours only (transformers keeps it as an unused attribute): a model trained on short clips takes short windows.
+        **({} if config.fixed_window else {WINDOW_KEY: False}),
     }
 
 

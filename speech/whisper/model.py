@@ -82,6 +82,8 @@ class Whisper(PretrainedModel):
 
     config_class = WhisperConfig
     config: WhisperConfig
+    # The decoder counts as the head: the engine's freeze_backbone_steps holds the encoder still while it trains.
+    head_prefixes = ("decoder",)
 
     def __init__(self, config: WhisperConfig):
         super().__init__(config)

@@ -1,5 +1,6 @@
 """Speech data: readers for audio folders (``metadata.csv``), JSONL manifests and split folders, and
-training examples for Whisper-style models (:class:`AsrExamples`, :func:`collate_asr`).
+training examples for Whisper-style models (:class:`AsrExamples`, :func:`collate_asr`) and waveform crops of
+unlabelled audio for pretraining (:class:`AudioCrops`, :func:`collate_audio`).
 
 The shipped recordings live beside this file, both made by ``make_spoken_corpus.py``: ``spoken_corpus/``
 (English sentences spoken by espeak-ng and flite voices; ``test/`` holds only voices never heard in
@@ -8,7 +9,7 @@ The shipped recordings live beside this file, both made by ``make_spoken_corpus.
 
 from pathlib import Path
 
-from .asr import AsrBatch, AsrExamples, collate_asr
+from .asr import AsrBatch, AsrExamples, AudioCrops, collate_asr, collate_audio
 from .readers import (
     METADATA_FILE,
     SPLIT_NAMES,

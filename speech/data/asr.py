@@ -1,4 +1,5 @@
-"""Labelled clips as training examples of a Whisper-style model: log-mel features and target tokens.
+"""Clips as training examples: log-mel features and target tokens for a Whisper-style model, waveform crops for
+self-supervised pretraining.
 
 :class:`AsrExamples` turns :class:`~polyformer.speech.data.AudioClips` into ``(features (M, F), tokens)``
 pairs. Every clip is checked when the set is built, so that a bad one stops training before it starts
@@ -12,6 +13,9 @@ clip's log-mel spectrogram with silence after it. A model with a fixed window (O
 30 s of frames; one without gets the clip plus a few frames of silence, and :func:`collate_asr` pads the
 shorter clips of a batch with their own silence frames (under Whisper's normalisation silence is a
 constant per clip, its last frame), so padding looks exactly like the silence at inference.
+
+For self-supervised pretraining on unlabelled audio, :class:`AudioCrops` gives waveforms, long clips cut
+to a random window, and :func:`collate_audio` pads them with a mask.
 
 Targets are the decoder prompt (``<|startoftranscript|>`` [language task] ``<|notimestamps|>``), the
 transcription (with a leading space for a byte-level vocabulary, as Whisper's) and ``<|endoftext|>``; only the
@@ -45,7 +49,7 @@ from ..audio import (
 )
 from .readers import AudioClips, SpeechDataError
 
-__all__ = ["AsrBatch", "AsrExamples", "collate_asr", "silence_margin_frames"]
+__all__ = ["AsrBatch", "AsrExamples", "AudioCrops", "collate_asr", "collate_audio", "silence_margin_frames"]
 
 #: Frames of silence kept after a clip for a model without a fixed window (as transcription gives it).
 SILENCE_FRAMES = 4
@@ -188,3 +192,71 @@ def collate_asr(samples: Sequence[tuple[Tensor, Tensor, str]], pad_id: int, prom
         labels[row, :n] = tokens[1:]
     labels[:, : max(prompt_length - 1, 0)] = IGNORE_INDEX
     return AsrBatch(features, tokens_in, labels, [text for _, _, text in samples])
+
+
+class AudioCrops(Dataset):
+    """Unlabelled clips as 16 kHz waveforms for self-supervised pretraining (wav2vec 2.0 style): a clip longer than
+    ``max_seconds`` is cut to a window of that length at a random offset each time it is read (torch's global
+    generator: reproducible under the engine), shorter ones are kept whole. ``sample_lengths`` (samples, capped at
+    the crop) serve length bucketing.
+
+    Args:
+        clips: clips from :func:`~polyformer.speech.data.read_audio_dataset` (texts, if any, are ignored).
+        max_seconds: the longest window.
+        min_seconds: shorter clips are left out (counted in ``skipped``) or, without ``skip_bad``, an error.
+        skip_bad: leave unreadable and too-short clips out instead of raising :class:`SpeechDataError`.
+    """
+
+    def __init__(self, clips: AudioClips, max_seconds: float = 15.0, min_seconds: float = 0.5, skip_bad: bool = False):
+        if not 0 < min_seconds <= max_seconds:
+            raise ValueError(f"need 0 < min_seconds <= max_seconds, got {min_seconds} and {max_seconds}")
+        self.max_samples = round(max_seconds * SAMPLE_RATE)
+        self.paths: list = []
+        self.sample_lengths: list[int] = []
+        self.skipped: list[tuple[str, int, str]] = list(clips.skipped)
+        for i, path in enumerate(clips.paths):
+            try:
+                info = soundfile.info(str(path))
+                seconds = info.frames / info.samplerate if info.samplerate > 0 else 0.0
+            except (RuntimeError, soundfile.LibsndfileError, TypeError, ValueError) as err:
+                reason = f"'{path.name}' cannot be decoded ({err})"
+            else:
+                reason = None if seconds >= min_seconds else f"'{path.name}' is {seconds:.2f} s, under {min_seconds} s"
+            if reason is not None:
+                source, line = clips.where(i)
+                if not skip_bad:
+                    place = f"{source}, line {line}" if line else source
+                    raise SpeechDataError(f"{place}: {reason} (use --skip-bad to leave such clips out)")
+                self.skipped.append((source, line, reason))
+                continue
+            self.paths.append(path)
+            self.sample_lengths.append(min(round(seconds * SAMPLE_RATE), self.max_samples))
+        if not self.paths:
+            raise SpeechDataError(f"no usable clips: all {len(clips)} were bad or too short")
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> Tensor:
+        try:
+            audio = load_audio(self.paths[index])
+        except AudioError as err:
+            raise SpeechDataError(str(err)) from err
+        extra = audio.numel() - self.max_samples
+        if extra > 0:
+            start = int(torch.randint(extra + 1, ()))
+            audio = audio[start : start + self.max_samples]
+        return audio
+
+
+def collate_audio(samples: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+    """Zero-pad waveforms (N,) into ``(audio (B, N), mask (B, N))``; the mask is True on real samples."""
+    if not samples:
+        raise ValueError("an empty batch")
+    longest = max(s.numel() for s in samples)
+    audio = torch.zeros(len(samples), longest)
+    mask = torch.zeros(len(samples), longest, dtype=torch.bool)
+    for row, sample in enumerate(samples):
+        audio[row, : sample.numel()] = sample
+        mask[row, : sample.numel()] = True
+    return audio, mask

@@ -14,8 +14,10 @@ from polyformer.speech.audio import N_FRAMES, N_SAMPLES, SAMPLE_RATE, load_audio
 from polyformer.speech.data import (
     SPOKEN_CORPUS_DIR,
     AsrExamples,
+    AudioCrops,
     SpeechDataError,
     collate_asr,
+    collate_audio,
     read_audio_dataset,
     read_audio_splits,
 )
@@ -176,3 +178,36 @@ def test_unlabelled_clips_are_refused(char_tokenizer, tmp_path):
     _tone(tmp_path / "a.wav", 0.5)
     with pytest.raises(SpeechDataError, match="needs transcriptions"):
         AsrExamples(read_audio_dataset(tmp_path, labelled=False), char_tokenizer, [char_tokenizer.sot])
+
+
+# ----------------------------------------------------------------------------------------------- unlabelled crops
+def test_audio_crops_cut_long_clips_at_random_windows_and_pad_with_a_mask(tmp_path):
+    _tone(tmp_path / "long.wav", 3.0)
+    _tone(tmp_path / "short.wav", 0.8)
+    crops = AudioCrops(read_audio_dataset(tmp_path, labelled=False), max_seconds=1.0)
+    assert [p.name for p in crops.paths] == ["long.wav", "short.wav"]
+    assert crops.sample_lengths == [SAMPLE_RATE, int(0.8 * SAMPLE_RATE)]
+    full = load_audio(tmp_path / "long.wav")
+    torch.manual_seed(0)
+    first, second = crops[0], crops[0]
+    assert first.numel() == SAMPLE_RATE and not torch.equal(first, second)
+    offset = next(i for i in range(full.numel() - SAMPLE_RATE + 1) if torch.equal(full[i : i + SAMPLE_RATE], first))
+    assert 0 <= offset <= 2 * SAMPLE_RATE
+    torch.manual_seed(0)
+    assert torch.equal(crops[0], first)  # the same generator state, the same window
+    audio, mask = collate_audio([crops[0], crops[1]])
+    assert audio.shape == mask.shape == (2, SAMPLE_RATE)
+    assert mask.sum(1).tolist() == [SAMPLE_RATE, int(0.8 * SAMPLE_RATE)] and audio[1, ~mask[1]].eq(0).all()
+
+
+def test_audio_crops_name_unreadable_and_too_short_clips_or_skip_them(tmp_path):
+    _tone(tmp_path / "a.wav", 1.0)
+    _tone(tmp_path / "tiny.wav", 0.1)
+    (tmp_path / "broken.wav").write_bytes(b"RIFF nothing")
+    clips = read_audio_dataset(tmp_path, labelled=False)
+    with pytest.raises(SpeechDataError, match=r"broken.wav: 'broken.wav' cannot be decoded.*--skip-bad"):
+        AudioCrops(clips)
+    kept = AudioCrops(clips, skip_bad=True)
+    assert [p.name for p in kept.paths] == ["a.wav"] and "under 0.5 s" in kept.skipped[1][2]
+    with pytest.raises(ValueError, match="min_seconds <= max_seconds"):
+        AudioCrops(clips, max_seconds=0.2)

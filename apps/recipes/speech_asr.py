@@ -1,12 +1,13 @@
 """Speech recognition, explicitly: read the clips, build or load a Whisper-style model, train on the engine, score.
 
 A recipe is data: a TOML config (``apps/recipes/configs/*.toml``) with ``[model]``
-(:class:`~polyformer.speech.whisper.WhisperConfig` fields for a model trained from scratch; the vocabulary and
-the special ids come from the tokenizer), ``[tokenizer]`` (:class:`AsrTokenizerSettings`), ``[data]``
-(:class:`AsrDataSettings`) and ``[train]`` (the engine's :class:`~polyformer.apps.engine.TrainingConfig`),
-changed by ``key=value`` overrides. With ``data.init`` (``polyformer speech finetune-asr --init DIR``) the model
-and its tokenizer are loaded instead (ours, a Hugging Face or a faster-whisper directory, or ``whisper-base``),
-and ``[model]`` may only change ``dropout`` and ``attention_dropout``.
+(a ``preset`` such as ``whisper_nano`` and/or :class:`~polyformer.speech.whisper.WhisperConfig` fields for a
+model trained from scratch; the vocabulary and the special ids come from the tokenizer), ``[tokenizer]``
+(:class:`AsrTokenizerSettings`), ``[data]`` (:class:`AsrDataSettings`) and ``[train]`` (the engine's
+:class:`~polyformer.apps.engine.TrainingConfig`), changed by ``key=value`` overrides. With ``data.init``
+(``polyformer speech finetune-asr --init DIR``) the model and its tokenizer are loaded instead (ours, a Hugging
+Face or a faster-whisper directory, or ``whisper-base``), and ``[model]`` may only change ``dropout`` and
+``attention_dropout``.
 
 Training is teacher-forced cross-entropy on the transcription tokens (the prompt is not predicted), with
 SpecAugment on the features; every validation also decodes the validation clips greedily and reports their
@@ -45,6 +46,7 @@ from polyformer.apps.engine import (
 from polyformer.apps.pipelines.speech import load_speech_model
 from polyformer.apps.recipes.recipe_loader import load_recipe_file, recipe_to_dict
 from polyformer.apps.recipes.typed_config import ConfigError, check_fields
+from polyformer.core import create_model
 from polyformer.speech.audio import SpecAugment, load_audio
 from polyformer.speech.data import (
     LIBRIVOX_DIR,
@@ -152,7 +154,7 @@ def load_asr_recipe(name_or_path: str | Path, overrides: Sequence[str] = ()) -> 
     """
 
     def check_model(table: dict) -> dict:
-        return check_fields(WhisperConfig, table, "model")
+        return check_fields(WhisperConfig, table, "model", extra={"preset": str})
 
     derived = dict.fromkeys(FROM_TOKENIZER, "the tokenizer")
     return load_recipe_file(AsrRecipe, name_or_path, overrides, check_model=check_model, derived=derived)
@@ -268,11 +270,17 @@ def _build_model(recipe: AsrRecipe, texts: Sequence[str]) -> tuple[Whisper, Whis
         return model.train(), tokenizer, f"{recipe.data.init}'s ({tokenizer.vocab_size} tokens)"
     tokenizer, origin = _tokenizer(recipe, texts)
     ids = dict(vocab_size=tokenizer.vocab_size, sot_id=tokenizer.sot, eos_id=tokenizer.eot, pad_id=tokenizer.eot)
+    fields = {key: value for key, value in recipe.model.items() if key != "preset"}
+    settings = {"fixed_window": False, **fields, **ids}
     try:
-        config = WhisperConfig(**{"fixed_window": False, **recipe.model, **ids})
-    except (TypeError, ValueError) as err:
+        if "preset" in recipe.model:
+            model = create_model(recipe.model["preset"], **settings)
+            if not isinstance(model, Whisper):
+                raise ValueError(f"preset {recipe.model['preset']!r} is not a Whisper model (see `polyformer info`)")
+            return model, tokenizer, origin
+        return Whisper(WhisperConfig(**settings)), tokenizer, origin
+    except (KeyError, TypeError, ValueError) as err:
         raise ConfigError(f"model: {err}") from err
-    return Whisper(config), tokenizer, origin
 
 
 def _prompt(tokenizer: WhisperTokenizer, data: AsrDataSettings) -> list[int]:

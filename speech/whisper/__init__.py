@@ -22,6 +22,8 @@ from .presets import (
     whisper_large_v3,
     whisper_large_v3_turbo,
     whisper_medium,
+    whisper_micro,
+    whisper_nano,
     whisper_small,
     whisper_tiny,
 )
@@ -43,6 +45,8 @@ __all__ = [
     "whisper_large_v3",
     "whisper_large_v3_turbo",
     "whisper_medium",
+    "whisper_micro",
+    "whisper_nano",
     "whisper_sinusoids",
     "whisper_small",
     "whisper_tiny",

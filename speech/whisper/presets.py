@@ -1,6 +1,8 @@
 """Whisper presets: OpenAI's model sizes (Radford et al. 2022, table 1), registered in core's preset registry.
 
-Each builds a randomly initialised :class:`~polyformer.speech.whisper.Whisper` of that shape, for
+``whisper_micro`` and ``whisper_nano`` are smaller than any of OpenAI's, for training from scratch on little
+data (``whisper_nano`` is the shipped ``speech_spoken`` model's shape). Each builds a randomly initialised
+:class:`~polyformer.speech.whisper.Whisper` of that shape, for
 training from scratch or as the architecture a checkpoint is loaded into; keyword arguments
 override :class:`~polyformer.speech.whisper.WhisperConfig` fields (e.g. ``vocab_size`` for another
 tokenizer). The multilingual vocabulary has 51865 tokens (51866 from large-v3 on, which also takes
@@ -16,7 +18,7 @@ from .model import Whisper
 
 __all__ = [
     "whisper_base", "whisper_large_v2", "whisper_large_v3", "whisper_large_v3_turbo", "whisper_medium",
-    "whisper_small", "whisper_tiny",
+    "whisper_micro", "whisper_nano", "whisper_small", "whisper_tiny",
 ]  # fmt: skip
 
 
@@ -25,6 +27,16 @@ def _whisper(width: int, layers: int, heads: int, decoder_layers: int | None = N
         d_model=width, num_heads=heads, encoder_layers=layers, decoder_layers=decoder_layers or layers, d_ff=4 * width
     )
     return Whisper(WhisperConfig(**{**fields, **overrides}))
+
+
+@register_preset("whisper_micro", "whisper", "Whisper-style micro: 2+1 layers, width 128, 2 heads (quick experiments)")
+def whisper_micro(**overrides) -> Whisper:
+    return _whisper(128, 2, 2, decoder_layers=1, **overrides)
+
+
+@register_preset("whisper_nano", "whisper", "Whisper-style nano: 4+2 layers, width 256, 4 heads (5.6M with characters)")
+def whisper_nano(**overrides) -> Whisper:
+    return _whisper(256, 4, 4, decoder_layers=2, **overrides)
 
 
 @register_preset("whisper_tiny", "whisper", "Whisper tiny: 4+4 layers, width 384, 6 heads (39M parameters)")

@@ -171,6 +171,7 @@ def test_two_processes_train_and_gather_the_validation_error_rates(tmp_path):
     ("args", "message"),
     [
         (["model.d_model=63"], "model: "),
+        (['model.preset="vit_tiny"'], "model: unknown model preset 'vit_tiny'"),
         (["model.vocab_size=100"], "model.vocab_size comes from the tokenizer"),
         (["data.task=summarise"], "data.task must be 'transcribe' or 'translate'"),
         (["tokenizer.kind=word"], "tokenizer.kind must be 'char' or 'bpe'"),
@@ -254,3 +255,4 @@ def test_export_to_hugging_face_loads_in_transformers_and_transcribes(overfit_ru
     assert [found["text"] for found in asr([str(path) for path in clips.paths])] == clips.texts
     refused = CliRunner().invoke(main, ["speech", "export-hf", str(result.out_dir), str(tmp_path / "hf")])
     assert refused.exit_code != 0 and "is not empty" in refused.output
+

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from polyformer.apps.engine import (
@@ -47,6 +48,7 @@ from polyformer.apps.pipelines.speech import load_speech_model
 from polyformer.apps.recipes.recipe_loader import load_recipe_file, recipe_to_dict
 from polyformer.apps.recipes.typed_config import ConfigError, check_fields
 from polyformer.core import create_model
+from polyformer.core.objectives import IGNORE_INDEX, token_cross_entropy
 from polyformer.speech.audio import SpecAugment, load_audio
 from polyformer.speech.data import (
     LIBRIVOX_DIR,
@@ -104,6 +106,8 @@ class AsrDataSettings:
     time_masks: int = 2
     time_width: int = 20  # frames per time mask at most (10 ms each)
     label_smoothing: float = 0.0
+    ctc_weight: float = 0.0  # from scratch: weight of an auxiliary CTC loss on the encoder (joint CTC/attention,
+    # Kim et al. 2017: the model learns to align far sooner); the rest is the decoder's cross-entropy
     max_new_tokens: int = 128  # tokens decoded per clip at evaluation
 
     def __post_init__(self) -> None:
@@ -114,6 +118,8 @@ class AsrDataSettings:
             raise ValueError("data.eval_limit and the SpecAugment counts and widths must be >= 0")
         if any(not 0.5 <= speed <= 2.0 for speed in self.speed_perturb):
             raise ValueError(f"data.speed_perturb factors must be within [0.5, 2], got {self.speed_perturb}")
+        if not 0.0 <= self.ctc_weight < 1.0:
+            raise ValueError(f"data.ctc_weight must be in [0, 1), got {self.ctc_weight}")
         if not 0.0 <= self.label_smoothing < 1.0 or self.max_new_tokens < 1:
             raise ValueError("data.label_smoothing must be in [0, 1) and data.max_new_tokens at least 1")
 
@@ -209,11 +215,16 @@ class AsrTask(Seq2SeqTask):
     """Teacher-forced cross-entropy on :class:`~polyformer.speech.data.AsrBatch` batches, SpecAugment in training;
     validation adds ``wer`` and ``cer`` of greedy transcriptions (normalised text) to loss and token accuracy.
 
+    With ``ctc_weight`` w (a model with a CTC head) the training loss is (1 - w) x cross-entropy + w x CTC of the
+    encoder's CTC logits against the transcription tokens (blank = ``<|endoftext|>``; each clip's input length is
+    its frames before padding, halved by the stride-2 stem).
+
     Args:
         tokenizer: the model's tokenizer (to read the transcriptions).
         prompt: the decoder prompt ids.
         spec_augment: applied to training features; None = none.
         max_new_tokens: decoding budget per clip at validation.
+        ctc_weight: weight of the auxiliary CTC loss in training.
     """
 
     default_best: ClassVar[tuple[str, str]] = ("wer", "min")
@@ -221,12 +232,31 @@ class AsrTask(Seq2SeqTask):
     prompt: Sequence[int] = ()
     spec_augment: nn.Module | None = None
     max_new_tokens: int = 128
+    ctc_weight: float = 0.0
+
+    def _features(self, model: nn.Module, batch: AsrBatch) -> Tensor:
+        if model.training and self.spec_augment is not None:
+            return self.spec_augment(batch.features)
+        return batch.features
 
     def logits_and_labels(self, model: nn.Module, batch: AsrBatch) -> tuple[Tensor, Tensor]:
-        features = batch.features
-        if model.training and self.spec_augment is not None:
-            features = self.spec_augment(features)
-        return model(features, batch.tokens_in), batch.labels
+        return model(self._features(model, batch), batch.tokens_in), batch.labels
+
+    def loss(self, model: nn.Module, batch: AsrBatch) -> Tensor:
+        if not self.ctc_weight:
+            return super().loss(model, batch)
+        logits, ctc_logits = model(self._features(model, batch), batch.tokens_in, ctc=True)
+        attention = token_cross_entropy(logits, batch.labels, label_smoothing=self.label_smoothing)
+        return (1 - self.ctc_weight) * attention + self.ctc_weight * self._ctc(ctc_logits, batch)
+
+    def _ctc(self, ctc_logits: Tensor, batch: AsrBatch) -> Tensor:
+        """CTC of (B, S, V) logits against each row's labelled tokens before its end token."""
+        blank = self.tokenizer.eot
+        labelled = batch.labels.ne(IGNORE_INDEX) & batch.labels.ne(blank)
+        targets = batch.labels[labelled]
+        log_probs = ctc_logits.float().log_softmax(dim=-1).transpose(0, 1)  # (S, B, V)
+        positions = torch.div(batch.frames + 1, 2, rounding_mode="floor").clamp(max=ctc_logits.shape[1])
+        return F.ctc_loss(log_probs, targets, positions, labelled.sum(dim=1), blank=blank, zero_infinity=True)
 
     def make_metrics(self) -> dict:
         from torchmetrics.text import CharErrorRate, WordErrorRate
@@ -267,11 +297,13 @@ def _build_model(recipe: AsrRecipe, texts: Sequence[str]) -> tuple[Whisper, Whis
             raise ConfigError(f"model.{extra[0]}: a fine-tuned model keeps its architecture; [model] may only set "
                               f"{', '.join(FINETUNE_MODEL_KEYS)}")  # fmt: skip
         model, tokenizer = load_speech_model(recipe.data.init, **recipe.model)
+        if recipe.data.ctc_weight and model.ctc_head is None:
+            raise ConfigError(f"data.ctc_weight: {recipe.data.init} has no CTC head; fine-tune it with ctc_weight=0")
         return model.train(), tokenizer, f"{recipe.data.init}'s ({tokenizer.vocab_size} tokens)"
     tokenizer, origin = _tokenizer(recipe, texts)
     ids = dict(vocab_size=tokenizer.vocab_size, sot_id=tokenizer.sot, eos_id=tokenizer.eot, pad_id=tokenizer.eot)
     fields = {key: value for key, value in recipe.model.items() if key != "preset"}
-    settings = {"fixed_window": False, **fields, **ids}
+    settings = {"fixed_window": False, **fields, **ids, "ctc_head": recipe.data.ctc_weight > 0}
     try:
         if "preset" in recipe.model:
             model = create_model(recipe.model["preset"], **settings)
@@ -327,14 +359,19 @@ def train_asr(recipe: AsrRecipe, echo: Callable[[str], None] = print) -> tuple[T
         f"{cfg.num_heads} heads, {parameters / 1e6:.2f}M parameters"
         + (f" ({trained / 1e6:.2f}M trained, encoder frozen)" if data.freeze_encoder else "")
         + (f"; fine-tuning {data.init}" if data.init else "; from scratch")
+        + (f"; joint CTC (weight {data.ctc_weight:g})" if data.ctc_weight else "")
         + ("; SpecAugment" if data.spec_augment else "")
         + (f"; speeds {', '.join(f'{s:g}' for s in data.speed_perturb)}" if data.speed_perturb else ""),
     ]
     augment = None
     if data.spec_augment:
         augment = SpecAugment(data.freq_masks, data.freq_width, data.time_masks, data.time_width)
+    ctc_weight = data.ctc_weight if model.ctc_head is not None else 0.0
+    if model.ctc_head is not None and not ctc_weight:
+        model.ctc_head.requires_grad_(False)  # an unused head would stall DDP
     task = AsrTask(label_smoothing=data.label_smoothing, perplexity=False, pad_id=None, tokenizer=tokenizer,
-                   prompt=prompt, spec_augment=augment, max_new_tokens=data.max_new_tokens)  # fmt: skip
+                   prompt=prompt, spec_augment=augment, max_new_tokens=data.max_new_tokens,
+                   ctc_weight=ctc_weight)  # fmt: skip
     collate = functools.partial(collate_asr, pad_id=cfg.pad_id, prompt_length=len(prompt))
     files = {"recipe.json": json.dumps(recipe.to_dict(), indent=2) + "\n", TOKENIZER_FILE: tokenizer.tokenizer.to_str()}
     result = train(

@@ -68,12 +68,14 @@ class _BadClip(Exception):
 
 
 class AsrBatch(NamedTuple):
-    """A padded batch: features (B, M, F), decoder inputs (B, T), labels (B, T) and the reference texts."""
+    """A padded batch: features (B, M, F), decoder inputs (B, T), labels (B, T), the reference texts and each
+    clip's frames before padding (B,)."""
 
     features: Tensor
     tokens_in: Tensor
     labels: Tensor
     texts: list[str]
+    frames: Tensor
 
 
 class AsrExamples(Dataset):
@@ -191,7 +193,8 @@ def collate_asr(samples: Sequence[tuple[Tensor, Tensor, str]], pad_id: int, prom
         tokens_in[row, :n] = tokens[:-1]
         labels[row, :n] = tokens[1:]
     labels[:, : max(prompt_length - 1, 0)] = IGNORE_INDEX
-    return AsrBatch(features, tokens_in, labels, [text for _, _, text in samples])
+    lengths = torch.tensor([f.shape[-1] for f, _, _ in samples])
+    return AsrBatch(features, tokens_in, labels, [text for _, _, text in samples], lengths)
 
 
 class AudioCrops(Dataset):

@@ -39,6 +39,9 @@ class WhisperConfig(ConfigBase):
     # True: the encoder always gets 30 s windows, silence-padded (OpenAI's checkpoints); False: windows as long as
     # the audio left (up to 30 s), as a model trained here on short clips saw them.
     fixed_window: bool = True
+    # A linear CTC head on the encoder output, for joint CTC/attention training (Kim et al. 2017), which teaches a
+    # model trained from scratch to align far sooner; not used in decoding, not exported to Hugging Face.
+    ctc_head: bool = False
     sot_id: int = 50258  # <|startoftranscript|>: the decoder's first token
     eos_id: int = 50257  # <|endoftext|>
     pad_id: int = 50257  # padding of target batches (Whisper pads with <|endoftext|>)

@@ -178,7 +178,8 @@ def convert_hf_whisper_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor]
 
 def whisper_to_hf_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor]:
     """Our Whisper state dict in Hugging Face names (``WhisperForConditionalGeneration``)."""
-    tied = {k: v for k, v in state.items() if k != "decoder.lm_head.weight"}  # tied: proj_out below
+    # The lm head is tied (proj_out below); a CTC head (training only) has no counterpart and stays behind.
+    tied = {k: v for k, v in state.items() if k != "decoder.lm_head.weight" and not k.startswith("ctc_head.")}
     split = split_qkv_state(tied, drop_biases=("k_proj",))  # Whisper's key projection has no bias
     out: dict[str, Tensor] = {}
     for name, tensor in split.items():

@@ -101,6 +101,8 @@ class Whisper(PretrainedModel):
             pad_id=None,
             tie_embeddings=True,
         )
+        # Blank = <|endoftext|>, which never occurs inside a transcription.
+        self.ctc_head = nn.Linear(config.d_model, config.vocab_size) if config.ctc_head else None
 
     def encode(self, features: Tensor, **outputs: bool) -> StackOutput:
         """Encode log-mel features (B, M, F) into the memory (B, F / 2, D)."""
@@ -113,18 +115,24 @@ class Whisper(PretrainedModel):
         decoder_attention_mask: Tensor | None = None,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
-    ) -> Tensor | ModelOutput:
+        ctc: bool = False,
+    ) -> Tensor | ModelOutput | tuple[Tensor, Tensor]:
         """Teacher-forced logits (B, T, V) of ``decoder_input_ids`` (B, T) given features (B, M, F).
 
         ``decoder_attention_mask`` (B, T) is True for real tokens; right padding needs none (a
         causal decoder never looks ahead). With ``output_hidden_states`` or ``output_attentions`` a
-        :class:`~polyformer.core.ModelOutput` with both stacks' outputs is returned.
+        :class:`~polyformer.core.ModelOutput` with both stacks' outputs is returned. With ``ctc`` (a model
+        with ``ctc_head``), ``(logits, ctc_logits (B, S, V))``.
         """
         outputs = dict(output_hidden_states=output_hidden_states, output_attentions=output_attentions)
         encoded = self.encode(input_features, **outputs)
         logits, decoded = self.decoder(
             decoder_input_ids, token_mask=decoder_attention_mask, memory=encoded.last_hidden_state, **outputs
         )
+        if ctc:
+            if self.ctc_head is None:
+                raise ValueError("this model has no CTC head (ctc_head=False in its config)")
+            return logits, self.ctc_head(encoded.last_hidden_state)
         return ModelOutput(logits, decoded, encoded) if output_hidden_states or output_attentions else logits
 
     def new_cache(self, input_features: Tensor | None = None, memory: Tensor | None = None) -> KVCache:

@@ -256,3 +256,44 @@ def test_export_to_hugging_face_loads_in_transformers_and_transcribes(overfit_ru
     refused = CliRunner().invoke(main, ["speech", "export-hf", str(result.out_dir), str(tmp_path / "hf")])
     assert refused.exit_code != 0 and "is not empty" in refused.output
 
+
+
+def test_joint_ctc_loss_mixes_cross_entropy_and_ctc_of_the_encoder(tmp_path):
+    """With ctc_weight w the loss is (1 - w) CE + w CTC over each clip's unpadded encoder positions, and the CTC
+    head (training only) is left out of the Hugging Face export."""
+    import torch.nn.functional as F
+
+    from polyformer.core.objectives import token_cross_entropy
+    from polyformer.speech.whisper import Whisper, WhisperConfig, save_hf_whisper
+    from polyformer.speech.whisper.tokenizer import WhisperTokenizer
+
+    data = clip_folder(tmp_path / "clips", count=3)
+    clips = read_audio_dataset(data)
+    tokenizer = WhisperTokenizer.train(clips.texts, kind="char", languages=(), timestamps=False)
+    ids = dict(vocab_size=tokenizer.vocab_size, sot_id=tokenizer.sot, eos_id=tokenizer.eot, pad_id=tokenizer.eot)
+    torch.manual_seed(0)
+    model = Whisper(WhisperConfig(d_model=64, num_heads=2, encoder_layers=1, decoder_layers=1, d_ff=128,
+                                  fixed_window=False, ctc_head=True, **ids))  # fmt: skip
+    prompt = tokenizer.sot_sequence(None)
+    examples = AsrExamples(clips, tokenizer, prompt)
+    batch = collate_asr([examples[i] for i in range(3)], tokenizer.eot, len(prompt))
+    task = AsrTask(tokenizer=tokenizer, prompt=prompt, perplexity=False, ctc_weight=0.25)
+    loss = task.loss(model, batch)
+    logits, ctc_logits = model(batch.features, batch.tokens_in, ctc=True)
+    assert ctc_logits.shape == (3, batch.features.shape[-1] // 2, tokenizer.vocab_size)
+    targets = [torch.tensor(tokenizer.encode(text)) for text in clips.texts]
+    ctc = F.ctc_loss(ctc_logits.log_softmax(-1).transpose(0, 1), torch.cat(targets), batch.frames // 2,
+                     torch.tensor([len(t) for t in targets]), blank=tokenizer.eot, zero_infinity=True)  # fmt: skip
+    torch.testing.assert_close(loss, 0.75 * token_cross_entropy(logits, batch.labels) + 0.25 * ctc)
+    loss.backward()
+    assert model.ctc_head.weight.grad.abs().sum() > 0
+    save_hf_whisper(model, tmp_path / "hf", tokenizer)
+    hf = pytest.importorskip("transformers").WhisperForConditionalGeneration.from_pretrained(tmp_path / "hf").eval()
+    window = torch.randn(3, 80, 3000)  # transformers takes 30 s windows only
+    with torch.no_grad():
+        torch.testing.assert_close(hf(input_features=window, decoder_input_ids=batch.tokens_in).logits,
+                                   model.eval()(window, batch.tokens_in), rtol=1e-4, atol=1e-4)  # fmt: skip
+    with pytest.raises(ValueError, match="no CTC head"):
+        Whisper(WhisperConfig(d_model=64, num_heads=2, encoder_layers=1, decoder_layers=1, d_ff=128, **ids))(
+            batch.features, batch.tokens_in, ctc=True
+        )

@@ -141,3 +141,10 @@ def test_detr_vs_transformers_prints_both_precisions():
     )
     rows = [line.split(":")[0].strip() for line in out.splitlines() if "ratio" in line]
     assert rows == ["fp32", "bf16"] and "DETR-resnet18: training step" in out
+
+
+def test_whisper_training_vs_transformers_prints_both_precisions():
+    out = run_script("whisper_training_vs_transformers.py", "--size", "tiny", "--batch", "1", "--tokens", "4",
+                     "--rounds", "1")  # fmt: skip
+    rows = [line.split(":")[0].strip() for line in out.splitlines() if "ratio" in line]
+    assert rows == ["fp32", "bf16"] and "Whisper tiny (random Whisper tiny weights): training step" in out

@@ -20,7 +20,10 @@ DEMOS: dict[str, tuple[str, str]] = {
         "the shipped ViT on embedded Fashion-MNIST test images, the shipped DETR on held-out shapes images",
     ),
     "text": ("polyformer.apps.demos.text", "the shipped English-to-Spanish transformer on held-out Bible verses"),
-    "speech": ("polyformer.apps.demos.speech", "real OpenAI Whisper base transcribing real LibriVox recordings"),
+    "speech": (
+        "polyformer.apps.demos.speech",
+        "the shipped Whisper-style model on voices it never heard; OpenAI Whisper base on real LibriVox recordings",
+    ),
     "bio": ("polyformer.apps.demos.bio", "the shipped DNABERT classifying held-out primate splice junctions"),
 }
 

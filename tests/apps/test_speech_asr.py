@@ -297,3 +297,15 @@ def test_joint_ctc_loss_mixes_cross_entropy_and_ctc_of_the_encoder(tmp_path):
         Whisper(WhisperConfig(d_model=64, num_heads=2, encoder_layers=1, decoder_layers=1, d_ff=128, **ids))(
             batch.features, batch.tokens_in, ctc=True
         )
+
+
+def test_the_shipped_model_transcribes_voices_it_never_heard():
+    """The demo's first part: the shipped checkpoint on held-out-voice clips of the embedded corpus."""
+    from polyformer.apps.demos.speech import SHIPPED_ASR, run_spoken_demo
+    from polyformer.apps.pipelines import SHIPPED_CHECKPOINTS
+
+    lines = []
+    cer = run_spoken_demo(lines.append)
+    assert lines[0].startswith(f"[speech] the shipped {SHIPPED_ASR} model") and cer <= 0.2  # 12.2% when shipped
+    assert sum(p.stat().st_size for p in SHIPPED_CHECKPOINTS[SHIPPED_ASR].iterdir()) <= 25e6
+    assert sum(line.startswith("    heard:") for line in lines) == 4 and "CER" in lines[-1]

@@ -10,7 +10,6 @@ counts (``timing.py``). Prints the times and the ratio ``reference time / our ti
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 
 import torch
@@ -18,7 +17,7 @@ from torch import nn
 from transformers import BertConfig
 from transformers.models.bert.modeling_bert import BertLayer
 
-from polyformer.benchmarks.timing import bf16_rows, fastest, prepare
+from polyformer.benchmarks.timing import bf16_rows, cpu_autocast, fastest, prepare
 from polyformer.core import MLP, EncoderLayer, MultiHeadAttention
 
 
@@ -55,7 +54,7 @@ def run_layer(name: str, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def measure(layers: dict[str, nn.Module], x: torch.Tensor, mode: str, precision: str, rounds: int) -> dict[str, float]:
     """Fastest seconds per call of each layer (interleaved calls, see ``timing.py``)."""
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
+    autocast = cpu_autocast(precision == "bf16")
     steps = {}
     for name, layer in layers.items():
         if mode == "forward":

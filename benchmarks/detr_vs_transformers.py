@@ -16,7 +16,6 @@ Run: ``python benchmarks/detr_vs_transformers.py [--size 800 --batch 2] [--round
 from __future__ import annotations
 
 import argparse
-import contextlib
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 import torch
 import transformers
 
-from polyformer.benchmarks.timing import bf16_rows, fastest, prepare
+from polyformer.benchmarks.timing import bf16_rows, cpu_autocast, fastest, prepare
 from polyformer.vision.detr import DETR, SetCriterion, Targets
 
 
@@ -51,10 +50,6 @@ def random_targets(batch: int, objects: int, classes: int, seed: int = 0) -> lis
     return out
 
 
-def autocast(bf16: bool) -> contextlib.AbstractContextManager:
-    return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-
-
 def hf_step(model: torch.nn.Module, images: torch.Tensor, targets: list[Targets], bf16: bool) -> Callable[[], None]:
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-9)
     labels = [{"class_labels": t.labels, "boxes": t.boxes} for t in targets]
@@ -62,7 +57,7 @@ def hf_step(model: torch.nn.Module, images: torch.Tensor, targets: list[Targets]
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        with autocast(bf16):
+        with cpu_autocast(bf16):
             loss = model(pixel_values=images, pixel_mask=mask, labels=labels).loss
         loss.backward()
         optimizer.step()
@@ -77,7 +72,7 @@ def our_step(model: DETR, images: torch.Tensor, targets: list[Targets], bf16: bo
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        with autocast(bf16):
+        with cpu_autocast(bf16):
             loss = criterion(model(images, mask), targets)["loss"]
         loss.backward()
         optimizer.step()

@@ -21,13 +21,12 @@ Run: ``python benchmarks/text_models.py [--only bert,gpt2,marian] [--rounds 3]``
 from __future__ import annotations
 
 import argparse
-import contextlib
 import tempfile
 
 import torch
 import transformers
 
-from polyformer.benchmarks.timing import bf16_rows, fastest, prepare
+from polyformer.benchmarks.timing import bf16_rows, cpu_autocast, fastest, prepare
 from polyformer.core import token_cross_entropy
 from polyformer.core.convert_hf_bert import load_hf_bert
 from polyformer.text.gpt import load_hf_gpt2
@@ -38,10 +37,6 @@ def _saved_and_loaded(reference, loader):
     with tempfile.TemporaryDirectory() as tmp:
         reference.save_pretrained(tmp)
         return loader(tmp)
-
-
-def _autocast(bf16: bool):
-    return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
 
 def bench_bert(args) -> list[str]:
@@ -62,7 +57,7 @@ def bench_bert(args) -> list[str]:
     def step(model, is_ours: bool, bf16: bool):
         def run():
             model.zero_grad(set_to_none=True)
-            with _autocast(bf16):
+            with cpu_autocast(bf16):
                 if is_ours:  # as the engine's MaskedLMTask: the head projects only the masked positions
                     loss = token_cross_entropy(model(ids, labels=labels), labels[labels.ne(-100)])
                 else:

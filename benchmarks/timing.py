@@ -14,6 +14,7 @@ disturbed one. :func:`prepare` also makes malloc keep freed memory (:func:`retai
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import time
 from collections.abc import Callable
@@ -22,7 +23,7 @@ import torch
 
 from polyformer.apps.engine.hardware import machine_summary, native_bf16
 
-__all__ = ["bf16_rows", "fastest", "machine_summary", "prepare", "retain_freed_memory"]
+__all__ = ["bf16_rows", "cpu_autocast", "fastest", "machine_summary", "prepare", "retain_freed_memory"]
 # glibc mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 
@@ -56,6 +57,11 @@ def prepare(threads: int | None = None) -> str:
         torch.set_num_threads(threads)
     retained = retain_freed_memory()
     return f"{machine_summary()}; malloc retains freed memory: {retained}"
+
+
+def cpu_autocast(bf16: bool) -> contextlib.AbstractContextManager:
+    """bf16 autocast on the CPU for a bf16 row, nothing for an fp32 one."""
+    return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
 
 def bf16_rows(echo: Callable[[str], None] = print) -> bool:

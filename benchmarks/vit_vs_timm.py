@@ -19,7 +19,6 @@ Shape legend: B batch, C = 3 channels, 224 x 224 images, K = 1000 classes.
 from __future__ import annotations
 
 import argparse
-import contextlib
 from collections.abc import Callable
 from functools import partial
 
@@ -28,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from polyformer.benchmarks.timing import bf16_rows, fastest, prepare
+from polyformer.benchmarks.timing import bf16_rows, cpu_autocast, fastest, prepare
 from polyformer.vision.vit import ViT, convert_timm_state_dict, vit_config_from_timm
 
 NAME = "vit_tiny_patch16_224"
@@ -43,13 +42,9 @@ def build_models() -> tuple[nn.Module, nn.Module]:
     return reference, ours
 
 
-def autocast(bf16: bool) -> contextlib.AbstractContextManager:
-    return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-
-
 def inference_step(model: nn.Module, images: torch.Tensor, bf16: bool) -> Callable[[], None]:
     def step() -> None:
-        with torch.inference_mode(), autocast(bf16):
+        with torch.inference_mode(), cpu_autocast(bf16):
             model(images)
 
     return step
@@ -59,7 +54,7 @@ def training_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, 
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-6)
 
     def step() -> None:
-        with autocast(bf16):
+        with cpu_autocast(bf16):
             loss = F.cross_entropy(model(images), labels)
         loss.backward()
         optimizer.step()

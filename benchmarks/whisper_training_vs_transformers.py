@@ -15,7 +15,6 @@ Run: ``python benchmarks/whisper_training_vs_transformers.py [--batch 4] [--roun
 from __future__ import annotations
 
 import argparse
-import contextlib
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 import torch
 import transformers
 
-from polyformer.benchmarks.timing import bf16_rows, fastest, prepare
+from polyformer.benchmarks.timing import bf16_rows, cpu_autocast, fastest, prepare
 from polyformer.core.objectives import token_cross_entropy
 from polyformer.speech.whisper import Whisper, save_hf_whisper, whisper_base, whisper_tiny
 from polyformer.speech.whisper.pretrained import load_whisper, whisper_base_files
@@ -43,16 +42,12 @@ def build_models(size: str, directory: Path) -> tuple[torch.nn.Module, Whisper, 
     return reference.train(), ours.train(), origin
 
 
-def autocast(bf16: bool) -> contextlib.AbstractContextManager:
-    return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-
-
 def hf_step(model: torch.nn.Module, features: torch.Tensor, tokens: torch.Tensor, bf16: bool) -> Callable[[], None]:
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-9)
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        with autocast(bf16):
+        with cpu_autocast(bf16):
             loss = model(input_features=features, decoder_input_ids=tokens[:, :-1], labels=tokens[:, 1:]).loss
         loss.backward()
         optimizer.step()
@@ -65,7 +60,7 @@ def our_step(model: Whisper, features: torch.Tensor, tokens: torch.Tensor, bf16:
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        with autocast(bf16):
+        with cpu_autocast(bf16):
             loss = token_cross_entropy(model(features, tokens[:, :-1]), tokens[:, 1:])
         loss.backward()
         optimizer.step()

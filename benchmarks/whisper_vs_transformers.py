@@ -22,14 +22,13 @@ Run: ``python benchmarks/whisper_vs_transformers.py [--rounds 5] [--new 96] [--b
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import tempfile
 from pathlib import Path
 
 import torch
 
-from polyformer.benchmarks.timing import bf16_rows, fastest, prepare
+from polyformer.benchmarks.timing import bf16_rows, cpu_autocast, fastest, prepare
 from polyformer.speech.audio import load_audio, whisper_features
 from polyformer.speech.data import LIBRIVOX_DIR
 from polyformer.speech.metrics import word_error_rate
@@ -42,10 +41,6 @@ def _clips() -> tuple[list[torch.Tensor], list[str]]:
     with open(LIBRIVOX_DIR / "metadata.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     return [load_audio(LIBRIVOX_DIR / r["file_name"]) for r in rows], [r["transcription"] for r in rows]
-
-
-def _autocast(bf16: bool):
-    return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
 
 def _hf_tokens(sequences: torch.Tensor, prompt: int, eot: int) -> list[list[int]]:
@@ -68,19 +63,19 @@ def compare(model, tokenizer, hf, features: torch.Tensor, args, bf16: bool, beam
     results: dict[str, object] = {}
 
     def ours_encoder():
-        with torch.inference_mode(), _autocast(bf16):
+        with torch.inference_mode(), cpu_autocast(bf16):
             return model.encode(features).last_hidden_state
 
     def hf_encoder():
-        with torch.inference_mode(), _autocast(bf16):
+        with torch.inference_mode(), cpu_autocast(bf16):
             return hf.model.encoder(features).last_hidden_state
 
     def ours_window():
-        with torch.inference_mode(), _autocast(bf16):
+        with torch.inference_mode(), cpu_autocast(bf16):
             results["ours"] = decode_window(model, tokenizer, model.encode(features).last_hidden_state, options)
 
     def hf_window():
-        with torch.inference_mode(), _autocast(bf16):
+        with torch.inference_mode(), cpu_autocast(bf16):
             results["hf"] = hf.generate(input_features=features, **hf_options)
 
     steps = {"ours window": ours_window, "hf window": hf_window}

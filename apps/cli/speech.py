@@ -266,9 +266,7 @@ def eval_command(data: str, model_name: str, split: str, language: str, beam_siz
             raise ValueError(f"{data} has no {split} split (it has {', '.join(splits)})")
         clips = splits.get(split, splits["train"])
         if limit and limit < len(clips):
-            from polyformer.apps.recipes.speech_asr import _subset
-
-            clips = _subset(clips, range(limit))
+            clips = clips.select(range(limit))
         model, tokenizer = load_speech_model(model_name)
         scores = evaluate_asr(model, tokenizer, clips, language=language_code(language), beam_size=beam_size,
                               batch_size=batch_size, precision=precision, tsv=tsv)  # fmt: skip

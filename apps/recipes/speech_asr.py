@@ -193,20 +193,13 @@ def read_asr_data(settings: AsrDataSettings) -> tuple[dict[str, AudioClips], str
     return splits, where
 
 
-def _subset(clips: AudioClips, keep: range) -> AudioClips:
-    texts = None if clips.texts is None else [clips.texts[i] for i in keep]
-    lines = [clips.lines[i] for i in keep] if clips.lines else []
-    extra = {key: [values[i] for i in keep] for key, values in clips.extra.items()}
-    return AudioClips([clips.paths[i] for i in keep], texts, clips.skipped, extra, clips.source, lines)
-
-
 def _hold_out(clips: AudioClips, count: int) -> tuple[AudioClips, AudioClips]:
     n = len(clips)
-    return _subset(clips, range(n - count)), _subset(clips, range(n - count, n))
+    return clips.select(range(n - count)), clips.select(range(n - count, n))
 
 
 def _limit(clips: AudioClips, count: int) -> AudioClips:
-    return clips if not count or count >= len(clips) else _subset(clips, range(count))
+    return clips if not count or count >= len(clips) else clips.select(range(count))
 
 
 # ----------------------------------------------------------------------------------------------- task
@@ -450,7 +443,7 @@ def evaluate_asr(
 
 def _clip_rates(reference: str, hypothesis: str) -> list[float | str]:
     """One clip's WER and CER, or blanks where the normalised reference is empty."""
-    if not normalize_transcript(reference):
+    pair = ([normalize_transcript(reference)], [normalize_transcript(hypothesis)])
+    if not pair[0][0]:
         return ["", ""]
-    pair = ([reference], [hypothesis])
-    return [round(word_error_rate(*pair), 4), round(char_error_rate(*pair), 4)]
+    return [round(word_error_rate(*pair, normalize=False), 4), round(char_error_rate(*pair, normalize=False), 4)]

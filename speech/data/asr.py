@@ -67,6 +67,36 @@ class _BadClip(Exception):
     """Why one clip cannot be a training example."""
 
 
+def _seconds(path) -> float:
+    """The clip's length from its header (0.0 when it holds no samples); an unreadable file is a :class:`_BadClip`."""
+    try:
+        info = soundfile.info(str(path))
+    except (RuntimeError, soundfile.LibsndfileError, TypeError, ValueError) as err:
+        raise _BadClip(f"'{path.name}' cannot be decoded ({err})") from err
+    return info.frames / info.samplerate if info.frames > 0 and info.samplerate > 0 else 0.0
+
+
+def _usable(clips: AudioClips, check, skip_bad: bool, skipped: list[tuple[str, int, str]]):
+    """``(index, check(index))`` for each clip ``check`` accepts; a :class:`_BadClip` from it stops with the clip's
+    file and line, or with ``skip_bad`` is recorded in ``skipped`` as ``(file, line, reason)``."""
+    for i in range(len(clips)):
+        try:
+            yield i, check(i)
+        except _BadClip as err:
+            source, line = clips.where(i)
+            if not skip_bad:
+                place = f"{source}, line {line}" if line else source
+                raise SpeechDataError(f"{place}: {err} (use --skip-bad to leave such clips out)") from None
+            skipped.append((source, line, str(err)))
+
+
+def _read(path) -> Tensor:
+    try:
+        return load_audio(path)
+    except AudioError as err:
+        raise SpeechDataError(str(err)) from err
+
+
 class AsrBatch(NamedTuple):
     """A padded batch: features (B, M, F), decoder inputs (B, T), labels (B, T), the reference texts and each
     clip's frames before padding (B,)."""
@@ -113,18 +143,12 @@ class AsrExamples(Dataset):
         self.tokenizer, self.prompt, self.n_mels, self.fixed_window = tokenizer, list(prompt), n_mels, fixed_window
         self.paths, self.texts, self.token_ids, self.sample_lengths = [], [], [], []
         self.skipped: list[tuple[str, int, str]] = list(clips.skipped)
-        for i, (path, text) in enumerate(zip(clips.paths, clips.texts)):
-            source, line = clips.where(i)
-            try:
-                frames, ids = self._check(path, text, max_tokens)
-            except _BadClip as err:
-                if not skip_bad:
-                    place = f"{source}, line {line}" if line else source
-                    raise SpeechDataError(f"{place}: {err} (use --skip-bad to leave such clips out)") from None
-                self.skipped.append((source, line, str(err)))
-                continue
-            self.paths.append(path)
-            self.texts.append(text)
+        def check(i: int) -> tuple[int, list[int]]:
+            return self._check(clips.paths[i], clips.texts[i], max_tokens)
+
+        for i, (frames, ids) in _usable(clips, check, skip_bad, self.skipped):
+            self.paths.append(clips.paths[i])
+            self.texts.append(clips.texts[i])
             self.token_ids.append(ids)
             self.sample_lengths.append(frames)  # for length bucketing
         if not self.paths:
@@ -132,13 +156,9 @@ class AsrExamples(Dataset):
 
     def _check(self, path, text: str, max_tokens: int) -> tuple[int, list[int]]:
         name = path.name
-        try:
-            info = soundfile.info(str(path))
-        except (RuntimeError, soundfile.LibsndfileError, TypeError, ValueError) as err:
-            raise _BadClip(f"'{name}' cannot be decoded ({err})") from err
-        if info.frames <= 0 or info.samplerate <= 0:
+        seconds = _seconds(path)
+        if seconds <= 0:
             raise _BadClip(f"'{name}' holds no audio samples")
-        seconds = info.frames / info.samplerate
         if seconds > N_SAMPLES / SAMPLE_RATE:
             raise _BadClip(f"'{name}' is {seconds:.1f} s long, more than the model's 30 s window; cut it first")
         if not text.strip():
@@ -160,10 +180,7 @@ class AsrExamples(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor, str]:
-        try:
-            audio = load_audio(self.paths[index])
-        except AudioError as err:
-            raise SpeechDataError(str(err)) from err
+        audio = _read(self.paths[index])
         if self.speeds:
             speed = self.speeds[int(torch.randint(len(self.speeds), ()))]
             if speed != 1.0:  # played faster: fewer samples at the same rate
@@ -217,22 +234,14 @@ class AudioCrops(Dataset):
         self.paths: list = []
         self.sample_lengths: list[int] = []
         self.skipped: list[tuple[str, int, str]] = list(clips.skipped)
-        for i, path in enumerate(clips.paths):
-            try:
-                info = soundfile.info(str(path))
-                seconds = info.frames / info.samplerate if info.samplerate > 0 else 0.0
-            except (RuntimeError, soundfile.LibsndfileError, TypeError, ValueError) as err:
-                reason = f"'{path.name}' cannot be decoded ({err})"
-            else:
-                reason = None if seconds >= min_seconds else f"'{path.name}' is {seconds:.2f} s, under {min_seconds} s"
-            if reason is not None:
-                source, line = clips.where(i)
-                if not skip_bad:
-                    place = f"{source}, line {line}" if line else source
-                    raise SpeechDataError(f"{place}: {reason} (use --skip-bad to leave such clips out)")
-                self.skipped.append((source, line, reason))
-                continue
-            self.paths.append(path)
+        def check(i: int) -> float:
+            seconds = _seconds(clips.paths[i])
+            if seconds < min_seconds:
+                raise _BadClip(f"'{clips.paths[i].name}' is {seconds:.2f} s, under {min_seconds} s")
+            return seconds
+
+        for i, seconds in _usable(clips, check, skip_bad, self.skipped):
+            self.paths.append(clips.paths[i])
             self.sample_lengths.append(min(round(seconds * SAMPLE_RATE), self.max_samples))
         if not self.paths:
             raise SpeechDataError(f"no usable clips: all {len(clips)} were bad or too short")
@@ -241,10 +250,7 @@ class AudioCrops(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> Tensor:
-        try:
-            audio = load_audio(self.paths[index])
-        except AudioError as err:
-            raise SpeechDataError(str(err)) from err
+        audio = _read(self.paths[index])
         extra = audio.numel() - self.max_samples
         if extra > 0:
             start = int(torch.randint(extra + 1, ()))

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,6 +70,17 @@ class AudioClips:
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def select(self, indices: Sequence[int], skipped: list[tuple[str, int, str]] | None = None) -> AudioClips:
+        """The clips at ``indices`` (in that order) with all they carry; ``skipped`` replaces the skipped list."""
+        return AudioClips(
+            [self.paths[i] for i in indices],
+            None if self.texts is None else [self.texts[i] for i in indices],
+            self.skipped if skipped is None else skipped,
+            {key: [values[i] for i in indices] for key, values in self.extra.items()},
+            self.source,
+            [self.lines[i] for i in indices] if self.lines else [],
+        )
 
     def where(self, index: int) -> tuple[str, int]:
         """Where clip ``index`` was listed: ``(index file, line)``, or ``(audio file, 0)`` without an index file."""
@@ -307,11 +318,4 @@ def check_audio_files(clips: AudioClips, skip_bad: bool = False) -> AudioClips:
     if not keep:
         note = _skipped_note(skipped[len(clips.skipped) :])
         raise SpeechDataError(f"no decodable audio clips among the {len(clips)} given{note}")
-    return AudioClips(
-        [clips.paths[i] for i in keep],
-        None if clips.texts is None else [clips.texts[i] for i in keep],
-        skipped,
-        {key: [values[i] for i in keep] for key, values in clips.extra.items()},
-        clips.source,
-        [clips.lines[i] for i in keep] if clips.lines else [],
-    )
+    return clips.select(keep, skipped)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_runs import polyformer_process
 from engine_tiny_run import run, single_thread
 from safetensors.torch import load_file
 
@@ -34,20 +35,18 @@ def test_torchrun_two_processes_match_one_process(tmp_path):
     assert evals[-1]["accuracy"] == pytest.approx(single.metrics["accuracy"])  # gathered over both processes
 
 
-def _polyformer(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "polyformer.apps", *args], capture_output=True, text=True, timeout=180)
-
-
 def test_nproc_output_is_the_runs_own(image_folder, tmp_path):
     """--nproc 2: no gloo connection lines or launcher tracebacks, and a failure is said once."""
     args = ["vision", "train", str(image_folder), "--preset", "vit_nano_patch4_32", "--batch-size", "4", "--skip-bad"]
-    done = _polyformer(*args, "--max-steps", "1", "--out", str(tmp_path / "run"), "--nproc", "2", "train.plot=false")
+    args += ["--max-steps", "1", "--out", str(tmp_path / "run"), "--nproc", "2", "train.plot=false"]
+    done = polyformer_process(*args, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.startswith("data: ") and "batch 4 = 2 process(es)" in done.stdout
     assert "Gloo" not in done.stdout + done.stderr and done.stderr == ""
     (tmp_path / "one" / "only").mkdir(parents=True)
     (tmp_path / "one" / "only" / "0.png").write_bytes((image_folder / "red" / "0.png").read_bytes())
-    failed = _polyformer("vision", "train", str(tmp_path / "one"), "--max-steps", "1", "--nproc", "2")
+    one = ["vision", "train", str(tmp_path / "one"), "--max-steps", "1", "--nproc", "2"]
+    failed = polyformer_process(*one, timeout=180)
     assert failed.returncode == 1 and failed.stdout == ""
     assert failed.stderr.splitlines() == [
         f"Error: {tmp_path / 'one'} has a single class (only); classification needs images of at least two classes "

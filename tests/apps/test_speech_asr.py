@@ -10,6 +10,7 @@ import shutil
 
 import pytest
 import torch
+from cli_runs import metrics_lines, polyformer_process
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
@@ -150,20 +151,13 @@ def test_freeze_encoder_steps_holds_the_encoder_then_trains_it(overfit_run, tmp_
 
 def test_two_processes_train_and_gather_the_validation_error_rates(tmp_path):
     """--nproc 2: each process decodes its share of the validation clips; WER and CER count all of them."""
-    import subprocess
-    import sys
-
     data = clip_folder(tmp_path / "clips", count=8)
     args = ["speech", "train-asr", str(data), *TINY, "--batch-size", "4", "--nproc", "2", "--max-steps", "2"]
     args += ["train.plot=false", f"data.eval={json.dumps(str(data))}", "data.max_new_tokens=8"]
-    done = subprocess.run(
-        [sys.executable, "-m", "polyformer.apps", *args, "--out", str(tmp_path / "run")],
-        capture_output=True, text=True, timeout=240,
-    )  # fmt: skip
+    done = polyformer_process(*args, "--out", str(tmp_path / "run"))
     assert done.returncode == 0, done.stderr[-3000:]
     assert "batch 4 = 2 process(es)" in done.stdout
-    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    final = [line for line in lines if "wer" in line][-1]
+    final = metrics_lines(tmp_path / "run", "eval")[-1]
     assert final["wer"] > 0 and final["cer"] > 0  # 2 steps learn nothing; 8 tokens cannot spell a clip
 
 

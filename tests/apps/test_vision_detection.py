@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from cli_runs import metrics_lines, polyformer_process
 from click.testing import CliRunner
 from PIL import Image
 
@@ -21,11 +22,6 @@ TINY = [
     "model.d_model=64", "model.num_heads=4", "model.d_ff=128", "model.encoder_layers=2", "model.decoder_layers=2",
     "model.dropout=0.0", "train.lr=1e-3", "train.warmup_steps=20", "train.eval_every=150", "train.log_every=50",
 ]  # fmt: skip
-
-
-def metrics_lines(run, event):
-    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    return [line for line in lines if line["event"] == event]
 
 
 @pytest.fixture(scope="module")
@@ -138,15 +134,9 @@ def test_stuck_training_warns_with_the_usual_fixes():
 
 def test_two_processes_train_and_validate(tmp_path):
     """--nproc 2: the box count is summed across processes and mAP is gathered from both."""
-    import subprocess
-    import sys
-
     args = ["vision", "detect-train", "shapes", *TINY, "--num-queries", "6", "--batch-size", "4", "--nproc", "2"]
     args += ["data.train_limit=8", "data.eval_limit=4", "train.plot=false", "--max-steps", "2"]
-    done = subprocess.run(
-        [sys.executable, "-m", "polyformer.apps", *args, "--out", str(tmp_path / "run")],
-        capture_output=True, text=True, timeout=240,
-    )  # fmt: skip
+    done = polyformer_process(*args, "--out", str(tmp_path / "run"))
     assert done.returncode == 0, done.stderr[-3000:]
     assert "batch 4 = 2 process(es)" in done.stdout
     final = metrics_lines(tmp_path / "run", "eval")[-1]

@@ -14,17 +14,15 @@ from pathlib import Path
 from .config import EncoderConfig
 from .convert_hf_bert import BERT_TASKS, is_hf_bert_directory, load_hf_bert
 from .pretrained import CONFIG_NAME, MODEL_CLASS_KEY, WEIGHTS_NAME, PretrainedModel
+from .weights import read_safetensors_header
 
 __all__ = ["load_encoder_directory", "stored_encoder_task"]
 
 
 def stored_encoder_task(directory: str | Path) -> str:
     """Which ``BERT_TASKS`` model one of our encoder directories holds (read from its weight names)."""
-    from safetensors import safe_open
-
-    with safe_open(str(Path(directory) / WEIGHTS_NAME), "pt") as handle:
-        names = list(handle.keys())
-        saved_by = (handle.metadata() or {}).get(MODEL_CLASS_KEY)
+    header = read_safetensors_header(Path(directory) / WEIGHTS_NAME)
+    names, saved_by = list(header.tensors), header.metadata.get(MODEL_CLASS_KEY)
     for task, (model_class, _) in BERT_TASKS.items():
         if saved_by == model_class.__name__:
             return task

@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from .config import ConfigBase
 from .positional import LearnedPositionalEmbedding, LearnedPositionalEmbedding2D
+from .weights import check_weights_fit, read_safetensors, read_torch_file
 
 __all__ = [
     "CONFIG_NAME",
@@ -184,12 +185,18 @@ class PretrainedModel(nn.Module):
         if overrides:
             config = config.replace(**overrides)
         model = cls(config)
-        state = load_file(str(directory / WEIGHTS_NAME), device=str(map_location))
+        state = read_safetensors(directory / WEIGHTS_NAME, device=map_location)
         model.load_weights(state, source=str(directory / WEIGHTS_NAME))
         return model.to(map_location).eval()
 
     def load_weights(self, state: dict[str, torch.Tensor], source: str = "state dict") -> None:
-        """Load a state dict that may omit tied copies; anything else missing is an error."""
+        """Load a state dict that may omit tied copies; anything else missing is an error.
+
+        Raises:
+            WeightsFileError: a tensor of another shape, or integers where the model has floating point.
+            ValueError: names missing or unexpected.
+        """
+        check_weights_fit(self.state_dict(), state, source)
         result = self.load_state_dict(state, strict=False)
         own = self.state_dict()
         tied = {name for name in result.missing_keys if _is_tied_copy(own, name, state)}
@@ -244,17 +251,15 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
     Raises:
         FileNotFoundError: no such file.
+        WeightsFileError: a damaged or truncated file, or one that is not of its kind.
         ValueError: the file is not a plain state dict.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file {path} not found")
     if path.suffix == ".safetensors":
-        return load_file(str(path))
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling errors have many types
-        raise ValueError(f"cannot read {path} as a plain state dict (weights_only=True): {err}") from err
+        return read_safetensors(path)
+    state = read_torch_file(path)
     for key in ("state_dict", "model", "state_dict_ema", "model_ema"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

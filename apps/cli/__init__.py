@@ -6,6 +6,7 @@
 - :mod:`.bio`: ``polyformer bio pretrain|finetune|eval|predict``
 - :mod:`.common`: what the groups share (training options, the torchrun re-run, error reporting)
 - :mod:`.bench`: ``polyformer bench attention|moe`` (measurements in ``benchmarks/``)
+- :mod:`.check`: ``polyformer check DIR`` (verifies model, checkpoint and run directories)
 - :mod:`.info`: ``polyformer info``
 - :mod:`.demo`: ``polyformer demo`` (the domains' demos are in :mod:`polyformer.apps.demos`)
 
@@ -22,6 +23,7 @@ from polyformer.apps import __version__
 # Aliased so that ``polyformer.apps.cli.vision`` etc. stay the modules, not their groups.
 from .bench import bench as bench_group
 from .bio import bio as bio_group
+from .check import check as check_command
 from .demo import demo as demo_command
 from .info import info as info_command
 from .speech import speech as speech_group
@@ -37,5 +39,6 @@ def main() -> None:
     """polyformer: from-scratch transformers for images, audio, DNA and text."""
 
 
-for command in (vision_group, text_group, speech_group, bio_group, bench_group, info_command, demo_command):
+_COMMANDS = (vision_group, text_group, speech_group, bio_group, bench_group, check_command, info_command, demo_command)
+for command in _COMMANDS:
     main.add_command(command)

@@ -242,12 +242,12 @@ def translate(
 
 
 def _is_classifier(model: str) -> bool:
-    from polyformer.apps.pipelines import resolve_model_dir
+    from polyformer.apps.pipelines import ModelFamilyError, resolve_model_dir
     from polyformer.apps.recipes.text_classification import LABELS_FILE
 
     try:
         return (resolve_model_dir(model, "text-classification") / LABELS_FILE).is_file()
-    except FileNotFoundError:
+    except (FileNotFoundError, ModelFamilyError):  # a translation model, or nothing: `text eval` says which
         return False
 
 

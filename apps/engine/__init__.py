@@ -12,9 +12,11 @@ See :mod:`.loop` for the loop, :mod:`.checkpoint` for the checkpoint layout and
 """
 
 from .checkpoint import (
+    CheckpointDamagedError,
     CheckpointManager,
     export_model_directory,
     find_checkpoints,
+    find_resumable,
     load_training_state,
     resolve_checkpoint,
     write_model_directory,

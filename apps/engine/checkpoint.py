@@ -8,11 +8,16 @@ A checkpoint ``<run>/checkpoints/step-00001200/`` holds
   EMA weights and best-so-far, as tensors and plain containers only, read back with
   ``torch.load(..., weights_only=True)``;
 - ``summary.json``: step and validation metrics, for people and for picking the best;
-- ``ema/`` (when EMA is on): the averaged model as a model directory.
+- ``ema/`` (when EMA is on): the averaged model as a model directory;
+- ``checksums.json``: the size and SHA-256 of each of those files, written last.
 
 Each is first written under a temporary name and renamed into place, so a run killed while
 saving leaves the previous checkpoints intact. ``checkpoints/latest`` and ``checkpoints/best``
 are symbolic links to the newest and the best checkpoint.
+
+Resuming verifies a checkpoint before using it (:func:`find_resumable`): a run folder copied in
+part, a full disk or a sync tool can still damage one later. A damaged newest checkpoint is set
+aside (renamed ``damaged-step-...``) and the newest intact one is used instead.
 """
 
 from __future__ import annotations
@@ -20,20 +25,25 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
 from polyformer.core.pretrained import CONFIG_NAME, WEIGHTS_NAME, PretrainedModel, atomic_directory, write_model_files
+from polyformer.core.weights import directory_problems, read_safetensors, read_torch_file, write_checksums
 
 __all__ = [
     "TRAINING_STATE_NAME",
+    "CheckpointDamagedError",
     "CheckpointManager",
+    "Resumable",
     "export_model_directory",
     "find_checkpoints",
+    "find_resumable",
+    "set_aside",
     "load_model_weights",
     "load_training_state",
     "resolve_checkpoint",
@@ -44,6 +54,11 @@ __all__ = [
 TRAINING_STATE_NAME = "training_state.pt"
 SUMMARY_NAME = "summary.json"
 STEP_PREFIX = "step-"
+DAMAGED_PREFIX = "damaged-"
+
+
+class CheckpointDamagedError(ValueError):
+    """No intact checkpoint to resume from: each file found damaged is named with what is wrong."""
 
 
 def write_model_directory(model: nn.Module, directory: Path, full_state: dict[str, torch.Tensor] | None = None) -> Path:
@@ -93,6 +108,7 @@ def write_checkpoint(
         (tmp / SUMMARY_NAME).write_text(json.dumps(summary, indent=2, default=float) + "\n")
         if ema_model is not None:
             write_model_directory(ema_model, tmp / "ema")
+        write_checksums(tmp)
     return directory
 
 
@@ -101,13 +117,13 @@ def load_training_state(directory: str | Path) -> dict[str, Any]:
     path = Path(directory) / TRAINING_STATE_NAME
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: not a training checkpoint (expected {TRAINING_STATE_NAME})")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return read_torch_file(path)
 
 
 def load_model_weights(model: nn.Module, directory: str | Path) -> None:
     """Load a checkpoint's ``model.safetensors`` into ``model`` (strict, tied copies allowed)."""
     path = Path(directory) / WEIGHTS_NAME
-    state = load_file(str(path))
+    state = read_safetensors(path)
     if hasattr(model, "load_weights"):
         model.load_weights(state, source=str(path))
     else:
@@ -123,22 +139,63 @@ def find_checkpoints(root: str | Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name[len(STEP_PREFIX) :]))
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
-    """The checkpoint to resume from: ``path`` itself, or the newest one of a run directory.
+@dataclass
+class Resumable:
+    """The checkpoint to resume from, and the newer ones passed over as damaged (path, problems)."""
+
+    checkpoint: Path
+    damaged: list[tuple[Path, list[str]]] = field(default_factory=list)
+
+
+def find_resumable(path: str | Path) -> Resumable:
+    """The newest intact checkpoint at ``path`` (a checkpoint, or a run directory).
+
+    Every file of a candidate is verified (against its ``checksums.json``; older checkpoints by
+    structure); damaged newer ones are listed in :attr:`Resumable.damaged`. Nothing is changed.
 
     Raises:
         FileNotFoundError: nothing resumable at ``path``.
+        CheckpointDamagedError: ``path`` is a damaged checkpoint, or every checkpoint of the run is damaged.
     """
     path = Path(path)
     if (path / TRAINING_STATE_NAME).is_file():
-        return path
-    for root in (path / "checkpoints", path):
-        found = find_checkpoints(root)
-        if found:
-            return found[-1]
-    raise FileNotFoundError(
-        f"no checkpoint to resume in {path}: expected a directory with {TRAINING_STATE_NAME} or a run directory"
-    )
+        candidates = [path]
+    else:
+        candidates = next((found for root in (path / "checkpoints", path) if (found := find_checkpoints(root))), [])
+        candidates.reverse()
+    if not candidates:
+        raise FileNotFoundError(
+            f"no checkpoint to resume in {path}: expected a directory with {TRAINING_STATE_NAME} or a run directory"
+        )
+    damaged = []
+    for candidate in candidates:
+        problems = directory_problems(candidate)
+        if not problems:
+            return Resumable(candidate, damaged)
+        damaged.append((candidate, problems))
+    lines = [f"  {problem}" for _, problems in damaged for problem in problems]
+    where = "it" if len(candidates) == 1 else f"all {len(candidates)} checkpoints"
+    hint = "resume from the run directory to use an earlier checkpoint" if candidates == [path] else "start anew"
+    raise CheckpointDamagedError(f"cannot resume from {path}: {where} damaged ({hint}):\n" + "\n".join(lines))
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """The checkpoint to resume from: ``path`` itself, or the newest intact one of a run directory.
+
+    Raises:
+        FileNotFoundError: nothing resumable at ``path``.
+        CheckpointDamagedError: no intact checkpoint there (see :func:`find_resumable`).
+    """
+    return find_resumable(path).checkpoint
+
+
+def set_aside(checkpoint: Path) -> Path:
+    """Rename a damaged step checkpoint to ``damaged-step-...`` (kept for inspection, never resumed or pruned)."""
+    target = checkpoint.with_name(DAMAGED_PREFIX + checkpoint.name)
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(checkpoint, target)
+    return target
 
 
 class CheckpointManager:

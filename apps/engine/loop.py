@@ -32,10 +32,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from .checkpoint import (
     CheckpointManager,
+    Resumable,
     export_model_directory,
+    find_resumable,
     load_model_weights,
     load_training_state,
-    resolve_checkpoint,
+    set_aside,
     write_model_directory,
 )
 from .config import TrainingConfig
@@ -158,12 +160,15 @@ def train(
     context = init_distributed()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
-    resume_dir = resolve_checkpoint(config.resume) if config.resume else None  # fails before anything is written
+    resume = find_resumable(config.resume) if config.resume else None  # fails before anything is written
+    resume_dir = resume.checkpoint if resume is not None else None
     config = prepare_run_directory(config, run_name, context)
     if context.is_main:
         for name, text in (run_files or {}).items():
             (Path(config.out_dir) / name).write_text(text)
     run = _start_run(model, task, train_data, config, context, eval_data, collate_fn, resume_dir)
+    if resume is not None and resume.damaged and context.is_main:  # every rank has read its checkpoint by now
+        _set_aside_damaged(run, resume, echo)
     quiet = config.quiet or not context.is_main
     if not quiet:
         for line in [*summary, *_run_summary(run, len(train_data))]:
@@ -178,6 +183,15 @@ def train(
     finally:
         progress.close()
     return _finish(run, progress)
+
+
+def _set_aside_damaged(run: _Run, resume: Resumable, echo: Callable[[str], None]) -> None:
+    """Rename the damaged checkpoints passed over on resume, and say so (always) and log it."""
+    for checkpoint, problems in resume.damaged:
+        moved = set_aside(checkpoint)
+        echo(f"warning: checkpoint {checkpoint} is damaged ({'; '.join(problems)}); set aside as {moved.name}")
+        run.log.write("damaged_checkpoint", step=run.step, checkpoint=str(checkpoint), problems=problems)
+    echo(f"warning: resuming from {resume.checkpoint}, the newest intact checkpoint")
 
 
 def checkpoint_interval(config: TrainingConfig, steps_per_epoch: int, total_steps: int) -> int:

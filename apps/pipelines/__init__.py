@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,12 +37,17 @@ from typing import Any
 
 from polyformer.apps.engine import holds_run
 from polyformer.core.pretrained import CONFIG_NAME, WEIGHTS_NAME
+from polyformer.core.weights import read_safetensors_header
 
 __all__ = [
+    "MODEL_FAMILIES",
     "SHIPPED_CHECKPOINTS",
+    "ModelFamilyError",
+    "check_model_family",
     "PipelineTask",
     "find_model",
     "list_tasks",
+    "model_family",
     "pipeline",
     "register_task",
     "resolve_model_dir",
@@ -51,6 +57,22 @@ __all__ = [
 _CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
 # Every folder of apps/checkpoints is a shipped model, known by its folder name.
 SHIPPED_CHECKPOINTS = {path.name: path for path in sorted(_CHECKPOINTS.iterdir()) if (path / CONFIG_NAME).is_file()}
+
+#: Model family -> (what it is, the commands that take it), for the error when a directory goes to the wrong place.
+MODEL_FAMILIES = {
+    "vit": ("an image classifier (ViT)", "polyformer vision predict / vision eval"),
+    "detr": ("an object detector (DETR)", "polyformer vision detect / vision detect-eval"),
+    "whisper": ("a speech recogniser (Whisper)", "polyformer speech transcribe / speech eval"),
+    "encoder-decoder": ("a translation model (encoder-decoder transformer)", "polyformer text translate / text eval"),
+    "decoder-only": ("a causal language model (decoder-only transformer)", "polyformer text generate"),
+    "encoder": ("a BERT-style encoder (text or DNA)", "polyformer text classify / bio predict"),
+}
+# Hugging Face ``model_type`` values the suite reads -> family.
+_HF_FAMILIES = {"bert": "encoder", "marian": "encoder-decoder", "bart": "encoder-decoder", "gpt2": "decoder-only"}
+
+
+class ModelFamilyError(ValueError):
+    """A model directory of another family than the command or pipeline needs (the message says which takes it)."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +86,8 @@ class PipelineTask:
         summary: one line for :func:`list_tasks`.
         default_model: a shipped checkpoint used when no model is given; None = a model is required.
         needs: what ``model`` must be, said in the error when it is missing.
+        families: the :data:`MODEL_FAMILIES` the task loads; a directory of another family is refused
+            with a message naming the commands that take it.
     """
 
     name: str
@@ -71,6 +95,7 @@ class PipelineTask:
     summary: str
     default_model: str | None = None
     needs: str = "a model directory or training run directory"
+    families: tuple[str, ...] = ()  # MODEL_FAMILIES keys this task loads; () = not checked
 
     def options(self) -> list[str]:
         """The option names this task accepts."""
@@ -155,6 +180,7 @@ def find_model(model: str | Path | None, task: str = "image-classification") -> 
 
     Raises:
         FileNotFoundError: nothing loadable at ``model``.
+        ModelFamilyError: the directory holds a model of another family than ``task`` loads.
         ValueError: ``model`` is None and the task has no shipped default.
     """
     if model is None:
@@ -163,6 +189,7 @@ def find_model(model: str | Path | None, task: str = "image-classification") -> 
         if model is None:
             raise ValueError(f"{task} needs a model: a model directory or training run directory")
     if str(model) in SHIPPED_CHECKPOINTS:
+        check_model_family(SHIPPED_CHECKPOINTS[str(model)], task)
         return SHIPPED_CHECKPOINTS[str(model)], f"model: shipped checkpoint {model}"
     path = Path(model)
     if path.is_file() and path.name in (WEIGHTS_NAME, CONFIG_NAME):
@@ -181,7 +208,47 @@ def find_model(model: str | Path | None, task: str = "image-classification") -> 
             f"model {model} not found: give a model directory ({CONFIG_NAME} + {WEIGHTS_NAME}) or its "
             f"{WEIGHTS_NAME}, a training run directory, or a shipped model: {', '.join(sorted(SHIPPED_CHECKPOINTS))}"
         )
+    check_model_family(path, task)
     return path, note
+
+
+def model_family(directory: str | Path) -> str | None:
+    """The :data:`MODEL_FAMILIES` key of a model directory (ours or Hugging Face's), or None if unknown.
+
+    Ours say it in ``config.json``'s ``model_type``; a ``transformer`` is encoder-decoder when its
+    weights have an encoder. Raises :class:`~polyformer.core.weights.WeightsFileError` for a damaged
+    weights file that had to be read.
+    """
+    directory = Path(directory)
+    try:
+        config = json.loads((directory / CONFIG_NAME).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None  # the loader reports an unreadable config in its own words
+    kind = config.get("model_type") if isinstance(config, dict) else None
+    if kind == "transformer" and (directory / WEIGHTS_NAME).is_file():
+        names = read_safetensors_header(directory / WEIGHTS_NAME).tensors
+        return "encoder-decoder" if any(name.startswith("encoder.") for name in names) else "decoder-only"
+    kind = _HF_FAMILIES.get(kind, kind)
+    return kind if kind in MODEL_FAMILIES else None
+
+
+def check_model_family(directory: str | Path, task: str) -> None:
+    """Refuse a model directory whose family ``task`` does not load, naming the commands and tasks that take it.
+
+    Raises:
+        ModelFamilyError: the directory holds another family (unknown families and tasks pass).
+    """
+    _discover()
+    spec = _TASKS.get(task)
+    family = model_family(directory) if spec is not None and spec.families else None
+    if family is None or family in spec.families:
+        return
+    what, commands = MODEL_FAMILIES[family]
+    takers = ", ".join(f'pipeline("{t.name}")' for t in list_tasks() if family in t.families)
+    raise ModelFamilyError(
+        f"{directory} holds {what}, but {task} needs {MODEL_FAMILIES[spec.families[0]][0]}: "
+        f"use it with {commands}" + (f" or {takers}" if takers else "")
+    )
 
 
 def string_batch(inputs: Any, task: str, what: str = "strings") -> tuple[list[str], bool]:

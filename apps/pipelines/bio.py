@@ -134,8 +134,10 @@ def build_dna_embedding(
 
 for _task in (
     PipelineTask("dna-classification", build_dna_classification, "classes of DNA sequences (fine-tuned DNABERT)",
-                 default_model=SHIPPED_CLASSIFIER, needs="a fine-tuned DNA classifier or its run directory"),
+                 default_model=SHIPPED_CLASSIFIER, needs="a fine-tuned DNA classifier or its run directory",
+                 families=("encoder",)),
     PipelineTask("dna-embedding", build_dna_embedding, "DNA sequence embeddings (DNABERT encoder)",
-                 needs="a DNA encoder directory (pretrained or fine-tuned, ours or a Hugging Face DNABERT)"),
+                 needs="a DNA encoder directory (pretrained or fine-tuned, ours or a Hugging Face DNABERT)",
+                 families=("encoder",)),
 ):  # fmt: skip
     register_task(_task)

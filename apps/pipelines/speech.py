@@ -28,7 +28,7 @@ from polyformer.speech.whisper.pretrained import WHISPER_BASE, load_whisper
 from polyformer.speech.whisper.tokenizer import language_code
 from polyformer.speech.whisper.transcribe import Transcription, transcribe
 
-from . import SHIPPED_CHECKPOINTS, PipelineTask, register_task, resolve_model_dir
+from . import SHIPPED_CHECKPOINTS, PipelineTask, check_model_family, register_task, resolve_model_dir
 
 __all__ = ["SpeechRecognitionPipeline", "load_speech_model"]
 
@@ -39,6 +39,8 @@ def load_speech_model(model: str | Path, device: str | torch.device = "cpu", **o
     source = SHIPPED_CHECKPOINTS.get(str(model), model)
     if str(source) != WHISPER_BASE and not (Path(source) / "config.json").is_file() and Path(source).is_dir():
         source = resolve_model_dir(source, "automatic-speech-recognition")  # a training run: its best/final model
+    elif str(source) != WHISPER_BASE:
+        check_model_family(source, "automatic-speech-recognition")
     return load_whisper(source, device=device, **overrides)
 
 
@@ -122,5 +124,6 @@ register_task(
         "automatic-speech-recognition", build_speech_recognition, "transcribe or translate speech (Whisper)",
         default_model=WHISPER_BASE,
         needs="a Whisper directory (ours, Hugging Face or faster-whisper), a training run, or 'whisper-base'",
+        families=("whisper",),
     )
 )  # fmt: skip

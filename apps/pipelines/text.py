@@ -326,14 +326,19 @@ def build_text_classification(
 
 for _task in (
     PipelineTask("feature-extraction", build_feature_extraction, "sentence embeddings (BERT)",
-                 needs="a BERT directory (ours or Hugging Face's)"),
+                 needs="a BERT directory (ours or Hugging Face's)",
+                 families=("encoder",)),
     PipelineTask("translation", build_translation, "translate texts (encoder-decoder, Marian, BART)",
-                 default_model="translation_en_es"),
+                 default_model="translation_en_es",
+                 families=("encoder-decoder",)),
     PipelineTask("fill-mask", build_fill_mask, "most likely tokens at mask tokens (masked-LM BERT)",
-                 needs="a trained masked-LM directory or run directory"),
+                 needs="a trained masked-LM directory or run directory",
+                 families=("encoder",)),
     PipelineTask("text-generation", build_text_generation, "continue prompts (decoder-only LM, GPT-2)",
-                 needs="a trained causal-LM directory or run directory, or a GPT-2 directory"),
+                 needs="a trained causal-LM directory or run directory, or a GPT-2 directory",
+                 families=("decoder-only",)),
     PipelineTask("text-classification", build_text_classification, "labels of texts (fine-tuned BERT)",
-                 needs="a trained classifier or its run directory"),
+                 needs="a trained classifier or its run directory",
+                 families=("encoder",)),
 ):  # fmt: skip
     register_task(_task)

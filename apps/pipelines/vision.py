@@ -129,6 +129,7 @@ register_task(
     PipelineTask(
         "image-classification", build_image_classification, "top-k labels of images (ViT)",
         default_model="vit_fashion_mnist", needs="a ViT directory or training run directory",
+        families=("vit",),
     )
 )  # fmt: skip
 
@@ -226,5 +227,6 @@ register_task(
     PipelineTask(
         "object-detection", build_object_detection, "labelled boxes of objects in images (DETR)",
         default_model="detr_shapes", needs="a DETR directory (ours or Hugging Face) or training run directory",
+        families=("detr",),
     )
 )  # fmt: skip

@@ -27,6 +27,7 @@ from torch import Tensor
 
 from polyformer.core import HF_ACTIVATIONS, fuse_qkv_state, rename_by_rules, split_qkv_state
 from polyformer.core.pretrained import write_model_files
+from polyformer.core.weights import WeightsFileError
 
 from .config import WhisperConfig
 from .tokenizer import WhisperTokenizer
@@ -298,7 +299,7 @@ class _Reader:
     def take(self, fmt: str) -> Any:
         size = struct.calcsize(fmt)
         if self.pos + size > len(self.data):
-            raise ValueError(f"{self.source}: the CTranslate2 file ends early (truncated, or a part missing)")
+            raise WeightsFileError(self.source, "truncated: the CTranslate2 file ends early (or a part is missing)")
         (value,) = struct.unpack_from(fmt, self.data, self.pos)
         self.pos += size
         return value
@@ -307,16 +308,19 @@ class _Reader:
         n = self.take("<H")
         raw = self.data[self.pos : self.pos + n - 1]
         self.pos += n
-        return raw.decode("utf-8")
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise WeightsFileError(self.source, "damaged: a variable name is not text") from None
 
     def array(self, dtype_id: int, shape: tuple[int, ...], num_bytes: int) -> Tensor:
         raw = self.data[self.pos : self.pos + num_bytes]
         if len(raw) != num_bytes:
-            raise ValueError(f"{self.source}: the CTranslate2 file ends early (truncated, or a part missing)")
+            raise WeightsFileError(self.source, "truncated: the CTranslate2 file ends early (or a part is missing)")
         self.pos += num_bytes
         kind = _CT2_DTYPES.get(dtype_id)
         if kind is None:
-            raise ValueError(f"{self.source}: unknown CTranslate2 data type {dtype_id}")
+            raise WeightsFileError(self.source, f"damaged: unknown CTranslate2 data type {dtype_id}")
         if kind == "bfloat16":
             bits = torch.frombuffer(bytearray(raw), dtype=torch.int16)
             return bits.view(torch.bfloat16).reshape(shape)
@@ -344,7 +348,7 @@ def read_ctranslate2(source: str | Path | Sequence[str | Path]) -> tuple[str, di
     reader = _Reader(b"".join(p.read_bytes() for p in files), source)
     version = reader.take("<I")
     if not 3 <= version <= 6:
-        raise ValueError(f"{source}: not a CTranslate2 model file (binary version {version})")
+        raise WeightsFileError(source, f"not a CTranslate2 model file (binary version {version})")
     spec = reader.string()
     reader.take("<I")  # spec revision
     variables: dict[str, Tensor] = {}
@@ -357,7 +361,7 @@ def read_ctranslate2(source: str | Path | Sequence[str | Path]) -> tuple[str, di
         alias, target = reader.string(), reader.string()
         variables[alias] = variables[target]
     if reader.pos != len(reader.data):
-        raise ValueError(f"{source}: {len(reader.data) - reader.pos} bytes left after the last variable")
+        raise WeightsFileError(source, f"damaged: {len(reader.data) - reader.pos} bytes left after the last variable")
     for name in [n for n in variables if n.endswith("/weight_scale")]:
         weight_name = name[: -len("_scale")]
         scale = variables.pop(name).float()

@@ -92,9 +92,10 @@ def run(out_dir, **overrides):
     model = build_model(dropout=overrides.pop("dropout", 0.0))
     task = overrides.pop("task", None) or ClassificationTask(CLASSES)
     on_step_end = overrides.pop("on_step_end", None)
+    echo = {"echo": overrides.pop("echo")} if "echo" in overrides else {}
     config = tiny_config(out_dir, **overrides)
     result = train(
-        model, task, NoisyBlobs(), config, eval_data=NoisyBlobs(40, seed=1, noise=0.0), on_step_end=on_step_end
+        model, task, NoisyBlobs(), config, eval_data=NoisyBlobs(40, seed=1, noise=0.0), on_step_end=on_step_end, **echo
     )
     return model, result
 

@@ -81,7 +81,7 @@ def test_missing_model_and_other_model_family_are_clear(tmp_path):
     assert result.exit_code == 1 and "not a Whisper model directory" in result.output
     vit = Path(__file__).resolve().parents[2] / "apps" / "checkpoints" / "vit_fashion_mnist"
     result = CliRunner().invoke(main, ["speech", "transcribe", audio, "--model", str(vit)])
-    assert result.exit_code == 1 and "holds a 'vit' model, not a Whisper model" in result.output
+    assert result.exit_code == 1 and "holds an image classifier (ViT), but automatic-speech" in result.output
     result = CliRunner().invoke(main, ["speech", "transcribe", audio, "--language", "klingon"])
     assert result.exit_code == 1 and "unknown language 'klingon'" in result.output
 

@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import load_file
 from torch import Tensor
 
 from polyformer.core import read_state_dict
 from polyformer.core.positional import resample_2d
 from polyformer.core.pretrained import CONFIG_NAME, WEIGHTS_NAME
+from polyformer.core.weights import read_safetensors
 
 from .config import ViTConfig
 from .convert_hf import is_hf_vit_directory, read_hf_vit
@@ -129,7 +129,7 @@ def _read_polyformer(directory: Path) -> ViTSource:
         f"polyformer ViT {what} {directory} (patch {config.patch_size} at {config.image_size}, width "
         f"{config.d_model}, {config.num_layers} layers), {_classes(config)}"
     )
-    return ViTSource(config, load_file(str(weights)), "polyformer", directory, description)
+    return ViTSource(config, read_safetensors(weights), "polyformer", directory, description)
 
 
 def _read_huggingface(directory: Path) -> ViTSource:

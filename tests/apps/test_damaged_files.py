@@ -130,3 +130,22 @@ def test_check_reports_each_file(damaged):
     assert result.exit_code == 1
     assert f"DAMAGED  {bad / WEIGHTS_NAME}: truncated: expected 23," in result.output
     assert "Error: 1 damaged file(s)" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "args, model, kind",
+    [
+        ("text generate --model {model} hello", "translation_en_es", "truncated"),
+        ("text classify --model {model} hello", "dnabert_splice", "truncated"),
+        ("text eval bible --model {model}", "translation_en_es", "wrong-shape"),
+        ("speech eval librivox --model {model}", "speech_spoken", "random-bytes"),
+        ("vision eval vision/data/embedded/fashion_mnist --model {model}", "vit_fashion_mnist", "wrong-dtype"),
+        ("speech finetune-asr librivox --init {model} --max-steps 1 --out {out}", "speech_spoken", "truncated"),
+        ("bio finetune splice --init {model} --max-steps 1 --out {out}", "dnabert_splice", "random-bytes"),
+    ],
+)
+def test_evaluation_and_fine_tuning_commands_report_damaged_weights_too(damaged, tmp_path, args, model, kind):
+    directory = damaged[model, kind]
+    result = CliRunner().invoke(main, args.format(model=directory, out=tmp_path / "run").split())
+    _one_clear_line(result, str(directory / WEIGHTS_NAME), EXPECTED[kind])
+    assert not (tmp_path / "run").exists()

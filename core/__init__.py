@@ -66,6 +66,8 @@ from .objectives import (
     NextTokenBatch,
     SpanFunction,
     contiguous_spans,
+    ctc_greedy_decode,
+    ctc_loss,
     mask_spans,
     mask_tokens,
     maskable_positions,
@@ -209,5 +211,7 @@ __all__ = [
     "sinusoidal_table",
     "split_qkv_state",
     "token_cross_entropy",
+    "ctc_greedy_decode",
+    "ctc_loss",
     "top_k_top_p_filter",
 ]

@@ -11,6 +11,9 @@
   neighbours; it masks runs of k consecutive k-mers instead: ``mask_spans(ids, span_fn=contiguous_spans(k), ...)``.
 * :func:`next_token_targets`: inputs and shifted targets for causal language modelling and teacher forcing.
 * :func:`token_cross_entropy`: the mean cross-entropy over the tokens that have a label.
+* :func:`ctc_loss` and :func:`ctc_greedy_decode`: connectionist temporal classification (Graves et al. 2006) of
+  frame logits against label sequences, and its greedy read-out (best class per frame, repeats merged, blanks
+  dropped), for any model that emits one distribution per frame (wav2vec 2.0, a Whisper encoder's CTC head).
 
 Conventions: a label of :data:`IGNORE_INDEX` (-100, the default ``ignore_index`` of
 :func:`torch.nn.functional.cross_entropy`) means "not predicted". Ids are integer tensors (int64 usually) with values
@@ -38,6 +41,8 @@ __all__ = [
     "NextTokenBatch",
     "SpanFunction",
     "contiguous_spans",
+    "ctc_greedy_decode",
+    "ctc_loss",
     "mask_spans",
     "mask_tokens",
     "maskable_positions",
@@ -362,6 +367,71 @@ def token_cross_entropy(
                             reduction="sum", label_smoothing=label_smoothing)  # fmt: skip
     count = flat_labels.ne(ignore_index).sum().clamp(min=1)
     return total / count
+
+
+def ctc_loss(
+    logits: Tensor,
+    frame_lengths: Tensor,
+    labels: Tensor,
+    *,
+    blank: int = 0,
+    ignore_index: int = IGNORE_INDEX,
+    reduction: str = "mean",
+    zero_infinity: bool = True,
+) -> Tensor:
+    """CTC loss of frame logits against padded label rows (torch's ``ctc_loss``, computed in float32).
+
+    Args:
+        logits: (B, S, V) one distribution per frame (before softmax).
+        frame_lengths: (B,) real frames of each row (at most S).
+        labels: (B, T) label ids; ``ignore_index`` marks padding (it may appear anywhere, it is skipped).
+        blank: the blank class; no label may be it.
+        reduction: ``"mean"`` (each row's loss divided by its label count, then averaged: torch's and
+            transformers' ``"mean"``), ``"sum"`` (transformers' Wav2Vec2 default) or ``"none"`` (per row).
+        zero_infinity: a row whose labels cannot fit its frames costs 0 instead of infinity.
+
+    Raises:
+        ValueError: mismatching shapes, a blank label, a frame length beyond S, or an unknown reduction.
+    """
+    if logits.ndim != 3 or not logits.dtype.is_floating_point:
+        raise ValueError(f"logits must be a floating tensor (B, S, V), got {logits.dtype} {tuple(logits.shape)}")
+    if labels.ndim != 2 or labels.shape[0] != logits.shape[0] or frame_lengths.shape != (logits.shape[0],):
+        raise ValueError(
+            f"labels (B, T) and frame_lengths (B,) must match logits (B, S, V): got {tuple(labels.shape)}, "
+            f"{tuple(frame_lengths.shape)} and {tuple(logits.shape)}"
+        )
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    valid = labels.ne(ignore_index)
+    if bool((labels[valid] == blank).any()):
+        raise ValueError(f"a label equals the blank class {blank}")
+    if bool((frame_lengths > logits.shape[1]).any()) or bool((frame_lengths < 0).any()):
+        raise ValueError(f"frame_lengths must be within [0, {logits.shape[1]}], got {frame_lengths.tolist()}")
+    log_probs = logits.float().log_softmax(dim=-1).transpose(0, 1)  # (S, B, V)
+    return F.ctc_loss(log_probs, labels[valid].long(), frame_lengths.long(), valid.sum(dim=1), blank=blank,
+                      reduction=reduction, zero_infinity=zero_infinity)  # fmt: skip
+
+
+def ctc_greedy_decode(logits: Tensor, frame_lengths: Tensor | None = None, *, blank: int = 0) -> list[list[int]]:
+    """Greedy CTC read-out: each frame's best class, repeats merged, blanks dropped (per row, its real frames only).
+
+    Args:
+        logits: (B, S, V) (log-probabilities or logits: only the argmax matters).
+        frame_lengths: (B,) real frames of each row; None = all S.
+        blank: the blank class.
+
+    Returns:
+        One list of label ids per row.
+    """
+    if logits.ndim != 3:
+        raise ValueError(f"logits must be (B, S, V), got shape {tuple(logits.shape)}")
+    best = logits.argmax(dim=-1).cpu()
+    lengths = [best.shape[1]] * best.shape[0] if frame_lengths is None else frame_lengths.tolist()
+    out = []
+    for row, length in zip(best, lengths):
+        merged = torch.unique_consecutive(row[: int(length)])
+        out.append(merged[merged.ne(blank)].tolist())
+    return out
 
 
 # -- helpers -----------------------------------------------------------------------------------------------------

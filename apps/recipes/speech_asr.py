@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from polyformer.apps.engine import (
@@ -48,7 +47,7 @@ from polyformer.apps.pipelines.speech import load_speech_model
 from polyformer.apps.recipes.recipe_loader import load_recipe_file, recipe_to_dict
 from polyformer.apps.recipes.typed_config import ConfigError, check_fields
 from polyformer.core import create_model
-from polyformer.core.objectives import IGNORE_INDEX, token_cross_entropy
+from polyformer.core.objectives import IGNORE_INDEX, ctc_loss, token_cross_entropy
 from polyformer.speech.audio import SpecAugment, load_audio
 from polyformer.speech.data import (
     LIBRIVOX_DIR,
@@ -245,11 +244,9 @@ class AsrTask(Seq2SeqTask):
     def _ctc(self, ctc_logits: Tensor, batch: AsrBatch) -> Tensor:
         """CTC of (B, S, V) logits against each row's labelled tokens before its end token."""
         blank = self.tokenizer.eot
-        labelled = batch.labels.ne(IGNORE_INDEX) & batch.labels.ne(blank)
-        targets = batch.labels[labelled]
-        log_probs = ctc_logits.float().log_softmax(dim=-1).transpose(0, 1)  # (S, B, V)
+        labels = batch.labels.masked_fill(batch.labels.eq(blank), IGNORE_INDEX)  # the end token is not spoken
         positions = torch.div(batch.frames + 1, 2, rounding_mode="floor").clamp(max=ctc_logits.shape[1])
-        return F.ctc_loss(log_probs, targets, positions, labelled.sum(dim=1), blank=blank, zero_infinity=True)
+        return ctc_loss(ctc_logits, positions, labels, blank=blank)
 
     def make_metrics(self) -> dict:
         from torchmetrics.text import CharErrorRate, WordErrorRate

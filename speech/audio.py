@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 __all__ = [
     "AudioError",
+    "normalize_waveform",
     "CHUNK_SECONDS",
     "HOP_LENGTH",
     "N_FFT",
@@ -84,6 +85,12 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> Tensor:
     if not bool(torch.isfinite(mono).all()):
         raise AudioError(f"{path}: the audio holds NaN or infinite samples")
     return resample(mono, sr, sample_rate)
+
+
+def normalize_waveform(audio: Tensor, eps: float = 1e-7) -> Tensor:
+    """A clip scaled to zero mean and unit variance (wav2vec 2.0's input; transformers' ``do_normalize``)."""
+    audio = audio.float()
+    return (audio - audio.mean()) / torch.sqrt(audio.var(unbiased=False) + eps)
 
 
 def pad_or_trim(audio: Tensor, length: int = N_SAMPLES) -> Tensor:

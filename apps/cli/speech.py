@@ -236,6 +236,42 @@ def finetune_asr_command(data: str, overrides: tuple[str, ...], config_name: str
 finetune_asr_command.help = finetune_asr_command.help.replace("{data}", DATA_HELP)
 
 
+@speech.command("train-ctc")
+@click.argument("data")
+@click.argument("overrides", nargs=-1)
+@click.option("--init", default=None, help="A pretrained wav2vec 2.0 directory (ours, a run, or Hugging Face's) "
+              "whose encoder gets a new CTC head [default: from scratch].")  # fmt: skip
+@click.option("--label-fraction", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Train on this fraction of the labelled training clips (e.g. 0.1).")  # fmt: skip
+@training_options
+def train_ctc_command(data: str, overrides: tuple[str, ...], config_name: str | None, **options: Any) -> None:
+    """Train a wav2vec 2.0 CTC model (characters) on DATA: {data}.
+
+    From scratch, or with --init on a pretrained encoder. OVERRIDES are recipe config fields as key=value, e.g.
+    `model.size=\"tiny\" data.speed_perturb=[0.9,1.0,1.1]` [default config: `ctc`].
+    """
+    check_overrides(overrides)
+    relaunch_with_nproc(options.pop("nproc"))
+    from polyformer.apps.recipes.speech_ctc import load_ctc_recipe, train_ctc
+
+    if options.get("init") is not None:
+        overrides = (*overrides, f"data.init={json.dumps(options['init'])}")
+    if options.get("label_fraction") is not None:
+        overrides = (*overrides, f"data.label_fraction={options['label_fraction']}")
+
+    def work() -> None:
+        recipe = load_ctc_recipe(config_name or "ctc", overrides)
+        recipe.train = apply_training_options(recipe.train, options)
+        recipe.data.train = data
+        recipe.data.skip_bad = recipe.data.skip_bad or options["skip_bad"]
+        train_ctc(recipe, echo=click.echo)
+
+    run_training(work)
+
+
+train_ctc_command.help = train_ctc_command.help.replace("{data}", DATA_HELP)
+
+
 @speech.command("eval")
 @click.argument("data", default="spoken")
 @click.option("--model", "model_name", required=True, help=MODEL_HELP + " Shipped: `speech_spoken`.")

@@ -52,9 +52,11 @@ from .splits import SPLIT_FILE, HeldOutSplit, data_fingerprint
 from .tasks import (
     CausalLMTask,
     ClassificationTask,
+    CTCTask,
     MaskedLMTask,
     Seq2SeqTask,
     TokenCrossEntropyTask,
+    TrainingHealthError,
     TrainingTask,
     logits_of,
 )

@@ -4,6 +4,9 @@ The loop knows nothing else about a model. A task is any object with the three m
 :class:`TrainingTask`; :class:`ClassificationTask` covers ``(inputs, labels)`` batches with
 cross-entropy and accuracy (torchmetrics), and every domain can add its own.
 
+:class:`CTCTask` trains any model that emits one distribution per frame against label sequences (wav2vec 2.0)
+and watches for the classic CTC failure, a model that outputs only blanks.
+
 Token-level tasks share :class:`TokenCrossEntropyTask` (one loss and metric path over the labelled
 tokens, see :mod:`polyformer.core.objectives`): :class:`MaskedLMTask` (BERT-style), :class:`CausalLMTask`
 (next-token prediction) and :class:`Seq2SeqTask` (teacher forcing); a new batch layout only needs a
@@ -23,17 +26,26 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from polyformer.core.objectives import IGNORE_INDEX, MaskedBatch, next_token_targets, token_cross_entropy
+from polyformer.core.objectives import (
+    IGNORE_INDEX,
+    MaskedBatch,
+    ctc_greedy_decode,
+    ctc_loss,
+    next_token_targets,
+    token_cross_entropy,
+)
 
 if TYPE_CHECKING:
     from torchmetrics import Metric
 
 __all__ = [
+    "CTCTask",
     "CausalLMTask",
     "ClassificationTask",
     "MaskedLMTask",
     "Seq2SeqTask",
     "TokenCrossEntropyTask",
+    "TrainingHealthError",
     "TrainingTask",
     "logits_of",
     "plain_value",
@@ -344,3 +356,89 @@ def to_device(batch: Any, device: torch.device) -> Any:
         moved = [to_device(value, device) for value in batch]
         return type(batch)(moved) if not hasattr(batch, "_fields") else type(batch)(*moved)
     return batch
+
+
+class TrainingHealthError(ValueError):
+    """A task's health check stopped the run (collapsed codebook, all-blank CTC output ...); says what to change."""
+
+
+@dataclass
+class CTCTask:
+    """CTC on ``(inputs, input_mask, labels, ...)`` batches; ``model(inputs, input_mask)`` returns frame logits
+    (B, S, V) and each row's real frames (B,), labels are (B, T) with ``IGNORE_INDEX`` padding.
+
+    Validation reports the loss and ``empty_outputs``, the fraction of clips whose greedy read-out is empty.
+    Every CTC model starts by emitting only blanks; one that still does at ``warn_after`` steps or later is
+    stuck, and :meth:`on_eval` says so (``warn``) or, with ``stop_when_blank``, stops the run with
+    :class:`TrainingHealthError`. ``step_values`` logs ``blank_frames``, the share of training frames whose best
+    class is the blank.
+
+    Args:
+        blank: the blank class.
+        warn: where warnings go (None = nowhere).
+        warn_after: first step at which an all-blank validation is a problem.
+        stop_when_blank: raise instead of warning.
+        reduction: ``"mean"`` (per label, then per clip) or ``"sum"`` (see :func:`~polyformer.core.ctc_loss`).
+    """
+
+    default_best: ClassVar[tuple[str, str]] = ("loss", "min")
+    blank: int = 0
+    warn: Callable[[str], None] | None = None
+    warn_after: int = 0
+    stop_when_blank: bool = False
+    reduction: str = "mean"
+
+    def __post_init__(self) -> None:
+        self._blank_frames = 0.0
+        self._warned = False
+
+    def logits(self, model: nn.Module, batch: Any) -> tuple[Tensor, Tensor]:
+        return model(batch[0], batch[1])
+
+    def loss(self, model: nn.Module, batch: Any) -> Tensor:
+        logits, lengths = self.logits(model, batch)
+        with torch.no_grad():
+            real = torch.arange(logits.shape[1], device=logits.device)[None, :] < lengths[:, None]
+            self._blank_frames = float(logits.argmax(dim=-1).eq(self.blank)[real].float().mean())
+        loss = ctc_loss(logits, lengths, batch[2], blank=self.blank, reduction=self.reduction)
+        return loss / len(lengths) if self.reduction == "sum" else loss
+
+    def step_values(self) -> dict[str, float]:
+        return {"blank_frames": self._blank_frames}
+
+    def make_metrics(self) -> dict[str, Metric]:
+        from torchmetrics import MeanMetric
+
+        return {"loss": MeanMetric(), "empty_outputs": MeanMetric()}
+
+    def update_metrics(self, metrics: dict[str, Metric], model: nn.Module, batch: Any) -> None:
+        logits, lengths = self.logits(model, batch)
+        losses = ctc_loss(logits, lengths, batch[2], blank=self.blank, reduction="none")
+        if self.reduction == "mean":
+            losses = losses / batch[2].ne(IGNORE_INDEX).sum(dim=1).clamp(min=1)
+        metrics["loss"].update(losses)
+        decoded = self.decode(logits, lengths)
+        metrics["empty_outputs"].update(torch.tensor([float(not ids) for ids in decoded]))
+        self.update_text_metrics(metrics, decoded, batch)
+
+    def decode(self, logits: Tensor, lengths: Tensor) -> list[list[int]]:
+        """Greedy read-out of each row (ids, repeats merged, blanks dropped)."""
+        return ctc_greedy_decode(logits, lengths, blank=self.blank)
+
+    def update_text_metrics(self, metrics: dict[str, Metric], decoded: list[list[int]], batch: Any) -> None:
+        """Hook for subclasses that turn ids into text (WER, CER)."""
+
+    def on_eval(self, step: int, metrics: dict[str, Any]) -> None:
+        """Warn (or stop) when every validation clip decodes to blanks only, at or after ``warn_after`` steps."""
+        if step < self.warn_after or float(metrics.get("empty_outputs", 0.0)) < 0.999:
+            return
+        message = (
+            f"every validation clip decodes to blanks only at step {step} (the model has not left CTC's all-blank "
+            "phase): train longer, check the learning rate (too high diverges to blanks, too low never leaves them), "
+            "freeze the feature encoder at first, and check that the labels are the transcriptions in the vocabulary"
+        )
+        if self.stop_when_blank:
+            raise TrainingHealthError(f"stopped: {message}")
+        if self.warn is not None and not self._warned:
+            self.warn(f"warning: {message}")
+            self._warned = True

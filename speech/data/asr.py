@@ -97,6 +97,17 @@ def _read(path) -> Tensor:
         raise SpeechDataError(str(err)) from err
 
 
+def read_at_speed(path, speeds: Sequence[float]) -> Tensor:
+    """A clip's 16 kHz waveform, played at a speed drawn from ``speeds`` (torch's global generator; none = 1):
+    speed perturbation (Ko et al. 2015) by resampling, so tempo and pitch change together."""
+    audio = _read(path)
+    if speeds:
+        speed = speeds[int(torch.randint(len(speeds), ()))]
+        if speed != 1.0:  # played faster: fewer samples at the same rate
+            audio = resample(audio, round(SAMPLE_RATE * speed / 100) * 100, SAMPLE_RATE)
+    return audio
+
+
 class AsrBatch(NamedTuple):
     """A padded batch: features (B, M, F), decoder inputs (B, T), labels (B, T), the reference texts and each
     clip's frames before padding (B,)."""
@@ -180,12 +191,7 @@ class AsrExamples(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor, str]:
-        audio = _read(self.paths[index])
-        if self.speeds:
-            speed = self.speeds[int(torch.randint(len(self.speeds), ()))]
-            if speed != 1.0:  # played faster: fewer samples at the same rate
-                audio = resample(audio, round(SAMPLE_RATE * speed / 100) * 100, SAMPLE_RATE)
-        audio = audio[:N_SAMPLES]
+        audio = read_at_speed(self.paths[index], self.speeds)[:N_SAMPLES]
         if self.fixed_window:
             features = log_mel_spectrogram(audio, self.n_mels, padding=N_SAMPLES - audio.numel())
         else:

@@ -5,6 +5,7 @@
   (:class:`Wav2Vec2ForCTC`).
 - :mod:`.pretraining`: span masking, distractor sampling, the Gumbel product quantiser and
   :class:`Wav2Vec2ForPreTraining` with the contrastive and diversity losses.
+- :mod:`.vocabulary`: :class:`CtcVocabulary`, characters <-> ids (transformers' ``vocab.json`` layout).
 - :mod:`.convert`: Hugging Face wav2vec 2.0 directories -> ours.
 """
 
@@ -19,9 +20,12 @@ from .pretraining import (
     sample_negatives,
     span_mask,
 )
+from .vocabulary import VOCAB_FILE, CtcVocabulary
 
 __all__ = [
+    "VOCAB_FILE",
     "ConvFeatureEncoder",
+    "CtcVocabulary",
     "GumbelQuantizer",
     "PositionConv",
     "PretrainingOutput",

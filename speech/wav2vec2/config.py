@@ -7,9 +7,19 @@ from dataclasses import dataclass, field
 
 from polyformer.core.config import BlockSpec, ConfigBase, block_spec_from, require
 
-__all__ = ["FEATURE_NORMS", "Wav2Vec2Config"]
+__all__ = ["FEATURE_NORMS", "SIZES", "Wav2Vec2Config"]
 
 FEATURE_NORMS = ("group", "layer")
+#: Named shapes (config fields over the defaults): the paper's BASE and LARGE-LV60, and two for CPU training.
+SIZES: dict[str, dict] = {
+    "base": {},  # 95M parameters
+    "large": dict(d_model=1024, num_heads=16, encoder_layers=24, d_ff=4096, feature_norm="layer", conv_bias=True,
+                  norm_first=True),  # 317M; fmt: skip
+    "small": dict(d_model=256, num_heads=4, encoder_layers=4, d_ff=1024, conv_dim=[256] * 7, pos_conv_kernel=64,
+                  pos_conv_groups=8),  # fmt: skip
+    "tiny": dict(d_model=96, num_heads=4, encoder_layers=2, d_ff=192, conv_dim=[64] * 7, pos_conv_kernel=32,
+                 pos_conv_groups=4),  # fmt: skip
+}
 
 
 @dataclass

@@ -11,6 +11,7 @@ from polyformer.apps.recipes.bio_finetune import DnaFinetuneRecipe, load_finetun
 from polyformer.apps.recipes.bio_pretrain import DnaPretrainRecipe, load_pretrain_recipe
 from polyformer.apps.recipes.recipe_loader import load_recipe_file, recipe_to_dict
 from polyformer.apps.recipes.speech_asr import AsrRecipe, load_asr_recipe
+from polyformer.apps.recipes.speech_ctc import CtcRecipe, load_ctc_recipe
 from polyformer.apps.recipes.text_classification import TextClassificationRecipe, load_classification_recipe
 from polyformer.apps.recipes.text_lm import LMRecipe, load_lm_recipe
 from polyformer.apps.recipes.text_translation import TranslationRecipe, load_translation_recipe
@@ -105,8 +106,9 @@ def test_the_model_check_sees_the_table(toy_file):
     )
 
 
-LOADERS = {
-    VisionClassificationRecipe: load_recipe, TextClassificationRecipe: load_classification_recipe,
+LOADERS = {  # tried in this order: a recipe with a free-form [model] table (text classification) comes late
+    CtcRecipe: load_ctc_recipe, VisionClassificationRecipe: load_recipe,
+    TextClassificationRecipe: load_classification_recipe,
     LMRecipe: load_lm_recipe, TranslationRecipe: load_translation_recipe,
     DnaPretrainRecipe: load_pretrain_recipe, DnaFinetuneRecipe: load_finetune_recipe,
     DetectionRecipe: load_detection_recipe, AsrRecipe: load_asr_recipe,

@@ -236,6 +236,33 @@ def finetune_asr_command(data: str, overrides: tuple[str, ...], config_name: str
 finetune_asr_command.help = finetune_asr_command.help.replace("{data}", DATA_HELP)
 
 
+@speech.command("pretrain")
+@click.argument("data")
+@click.argument("overrides", nargs=-1)
+@training_options
+def pretrain_command(data: str, overrides: tuple[str, ...], config_name: str | None, **options: Any) -> None:
+    """Self-supervised wav2vec 2.0 pretraining on the audio of DATA (labels, if any, are ignored): `spoken` (the
+    embedded corpus), an audio folder, or a .jsonl manifest.
+
+    A health monitor watches codebook use, the gradient norm and the masked-prediction accuracy, and warns (or
+    with `health.stop=true` stops) when one leaves its band. OVERRIDES are recipe config fields as key=value, e.g.
+    `model.size=\"tiny\" data.extra=[\"more_audio/\"]` [default config: `wav2vec2_pretrain`]. Fine-tune the
+    result with `speech train-ctc LABELLED --init RUN`.
+    """
+    check_overrides(overrides)
+    relaunch_with_nproc(options.pop("nproc"))
+    from polyformer.apps.recipes.speech_wav2vec2 import load_pretrain_recipe, pretrain_wav2vec2
+
+    def work() -> None:
+        recipe = load_pretrain_recipe(config_name or "wav2vec2_pretrain", overrides)
+        recipe.train = apply_training_options(recipe.train, options)
+        recipe.data.train = data
+        recipe.data.skip_bad = recipe.data.skip_bad or options["skip_bad"]
+        pretrain_wav2vec2(recipe, echo=click.echo)
+
+    run_training(work)
+
+
 @speech.command("train-ctc")
 @click.argument("data")
 @click.argument("overrides", nargs=-1)

@@ -31,6 +31,7 @@ from .distributed import (
 )
 from .ema import ModelEMA
 from .finetune import load_for_finetuning, sequence_classifier_from_encoder
+from .health import HealthMonitor, HealthRule
 from .interrupt import StopRequests, TrainingInterrupted
 from .loop import NonFiniteLossError, TrainResult, checkpoint_interval, evaluate, train
 from .optim import (

@@ -50,7 +50,7 @@ from polyformer.speech.audio import load_audio, normalize_waveform
 from polyformer.speech.data import AudioClips, CtcBatch, CtcExamples, SpeechDataError, collate_ctc
 from polyformer.speech.metrics import char_error_rate, normalize_transcript, word_error_rate
 from polyformer.speech.wav2vec2 import CtcVocabulary, Wav2Vec2Config, Wav2Vec2ForCTC
-from polyformer.speech.wav2vec2.config import SIZES
+from polyformer.speech.wav2vec2.config import sized_config
 from polyformer.speech.wav2vec2.pretrained import load_wav2vec2_backbone, load_wav2vec2_ctc
 from polyformer.speech.wav2vec2.vocabulary import VOCAB_FILE
 
@@ -184,10 +184,8 @@ def _build_model(recipe: CtcRecipe, vocabulary: CtcVocabulary) -> tuple[Wav2Vec2
             model.wav2vec2.feature_encoder.requires_grad_(False)
         return model.train(), f"pretrained encoder from {recipe.data.init}, a new CTC head"
     size = recipe.model.get("size", "small")
-    if size not in SIZES:
-        raise ConfigError(f"model.size: unknown size {size!r}; choose one of {', '.join(SIZES)}")
     try:
-        return Wav2Vec2ForCTC(Wav2Vec2Config(**{**SIZES[size], **fields, **ids})), f"size {size}, from scratch"
+        return Wav2Vec2ForCTC(sized_config(size, **fields, **ids)), f"size {size}, from scratch"
     except (TypeError, ValueError) as err:
         raise ConfigError(f"model: {err}") from err
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from polyformer.core.config import BlockSpec, ConfigBase, block_spec_from, require
 
-__all__ = ["FEATURE_NORMS", "SIZES", "Wav2Vec2Config"]
+__all__ = ["FEATURE_NORMS", "SIZES", "Wav2Vec2Config", "sized_config"]
 
 FEATURE_NORMS = ("group", "layer")
 #: Named shapes (config fields over the defaults): the paper's BASE and LARGE-LV60, and two for CPU training.
@@ -116,3 +116,14 @@ class Wav2Vec2Config(ConfigBase):
         for kernel, stride in zip(self.conv_kernel, self.conv_stride):
             samples = (samples - kernel) // stride + 1 if samples >= kernel else 0
         return samples
+
+
+def sized_config(size: str = "small", **fields) -> Wav2Vec2Config:
+    """The :data:`SIZES` shape ``size`` with ``fields`` over it.
+
+    Raises:
+        ValueError: an unknown size, or fields a config refuses.
+    """
+    if size not in SIZES:
+        raise ValueError(f"unknown size {size!r}; choose one of {', '.join(SIZES)}")
+    return Wav2Vec2Config(**{**SIZES[size], **fields})

@@ -12,6 +12,8 @@ from polyformer.apps.recipes.bio_pretrain import DnaPretrainRecipe, load_pretrai
 from polyformer.apps.recipes.recipe_loader import load_recipe_file, recipe_to_dict
 from polyformer.apps.recipes.speech_asr import AsrRecipe, load_asr_recipe
 from polyformer.apps.recipes.speech_ctc import CtcRecipe, load_ctc_recipe
+from polyformer.apps.recipes.speech_wav2vec2 import PretrainRecipe
+from polyformer.apps.recipes.speech_wav2vec2 import load_pretrain_recipe as load_wav2vec2_pretrain_recipe
 from polyformer.apps.recipes.text_classification import TextClassificationRecipe, load_classification_recipe
 from polyformer.apps.recipes.text_lm import LMRecipe, load_lm_recipe
 from polyformer.apps.recipes.text_translation import TranslationRecipe, load_translation_recipe
@@ -107,7 +109,7 @@ def test_the_model_check_sees_the_table(toy_file):
 
 
 LOADERS = {  # tried in this order: a recipe with a free-form [model] table (text classification) comes late
-    CtcRecipe: load_ctc_recipe, VisionClassificationRecipe: load_recipe,
+    CtcRecipe: load_ctc_recipe, PretrainRecipe: load_wav2vec2_pretrain_recipe, VisionClassificationRecipe: load_recipe,
     TextClassificationRecipe: load_classification_recipe,
     LMRecipe: load_lm_recipe, TranslationRecipe: load_translation_recipe,
     DnaPretrainRecipe: load_pretrain_recipe, DnaFinetuneRecipe: load_finetune_recipe,

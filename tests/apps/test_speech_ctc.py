@@ -111,7 +111,7 @@ def test_a_pretrained_encoder_gets_a_new_head_for_the_transcriptions(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (['model.size="huge"'], "model.size: unknown size 'huge'"),
+        (['model.size="huge"'], "model: unknown size 'huge'"),
         (["model.vocab_size=9"], "model.vocab_size comes from the vocabulary"),
         (["data.label_fraction=0"], r"data.label_fraction must be in \(0, 1\]"),
         (["data.init=\"nowhere\""], "nowhere"),

@@ -148,3 +148,10 @@ def test_whisper_training_vs_transformers_prints_both_precisions():
                      "--rounds", "1")  # fmt: skip
     rows = [line.split(":")[0].strip() for line in out.splitlines() if "ratio" in line]
     assert rows == ["fp32", "bf16"] and "Whisper tiny (random Whisper tiny weights): training step" in out
+
+
+def test_wav2vec2_pretraining_vs_transformers_prints_both_precisions():
+    out = run_script("wav2vec2_pretraining_vs_transformers.py", "--size", "small", "--batch", "1", "--seconds", "1",
+                     "--rounds", "1")  # fmt: skip
+    rows = [line.split(":")[0].strip() for line in out.splitlines() if "ratio" in line]
+    assert rows == ["fp32", "bf16"] and "wav2vec 2.0 small (4 layers, width 256; random weights)" in out

@@ -107,12 +107,16 @@ def _read_audio(paths: tuple[str, ...], skip_bad: bool) -> tuple[list[Path], lis
 def transcribe(files: tuple[str, ...], model_name: str, temperature: str, output_format: str, output_dir: str | None,
                batch_size: int, device: str, precision: str, skip_bad: bool, quiet: bool, initial_prompt: str | None,
                condition_on_previous_text: bool, word_timestamps: bool, **decoding) -> None:  # fmt: skip
-    """Transcribe (or translate to English) each audio FILE with a Whisper model."""
-    from polyformer.apps.pipelines.speech import SpeechRecognitionPipeline, load_speech_model
+    """Transcribe (or translate to English) each audio FILE with a Whisper model, or transcribe it with a wav2vec 2.0
+    CTC model (greedy; the decoding options are Whisper's and do not apply)."""
+    from polyformer.apps.pipelines.speech import SpeechRecognitionPipeline, ctc_model_directory, load_speech_model
     from polyformer.speech.whisper.decoding import DecodingOptions
     from polyformer.speech.whisper.outputs import OUTPUT_FORMATS, format_timestamp, write_transcript
     from polyformer.speech.whisper.tokenizer import language_code
 
+    if ctc_model_directory(model_name) is not None:
+        _transcribe_ctc(files, model_name, output_dir, batch_size, device, precision, skip_bad, quiet)
+        return
     temperatures = _temperatures(temperature)
     try:
         if decoding["language"]:
@@ -147,6 +151,25 @@ def transcribe(files: tuple[str, ...], model_name: str, temperature: str, output
                 write_transcript(result, output_dir, path.stem, fmt)
     if output_dir is not None and not quiet:
         click.echo(f"wrote {', '.join(formats)} for {len(paths)} file(s) to {output_dir}")
+
+
+def _transcribe_ctc(files: tuple[str, ...], model_name: str, output_dir: str | None, batch_size: int, device: str,
+                    precision: str, skip_bad: bool, quiet: bool) -> None:  # fmt: skip
+    """``speech transcribe`` with a wav2vec 2.0 CTC model: one line of text per file (``.txt`` in --output-dir)."""
+    from polyformer.apps.pipelines import pipeline
+
+    try:
+        paths, audios = _read_audio(files, skip_bad)
+        texts = pipeline("automatic-speech-recognition", model=model_name, batch_size=batch_size, device=device,
+                         precision=precision).texts(audios)  # fmt: skip
+    except USER_ERRORS as err:
+        raise click.ClickException(str(err)) from None
+    for path, text in zip(paths, texts):
+        if not quiet:
+            click.echo(f"{path}:\n  {text}")
+        if output_dir is not None:
+            Path(output_dir).mkdir(parents=True, exist_ok=True)
+            (Path(output_dir) / f"{path.stem}.txt").write_text(text + "\n", encoding="utf-8")
 
 
 @speech.command()
@@ -316,7 +339,7 @@ train_ctc_command.help = train_ctc_command.help.replace("{data}", DATA_HELP)
 def eval_command(data: str, model_name: str, split: str, language: str, beam_size: int | None, limit: int,
                  batch_size: int, precision: str, tsv: str | None, skip_bad: bool, as_json: bool) -> None:  # fmt: skip
     """Word and character error rates (jiwer, normalised text) of a model on DATA [default: spoken]."""
-    from polyformer.apps.pipelines.speech import load_speech_model
+    from polyformer.apps.pipelines.speech import ctc_model_directory, load_speech_model
     from polyformer.apps.recipes.speech_asr import EMBEDDED_DATA, evaluate_asr
     from polyformer.speech.data import read_audio_splits
     from polyformer.speech.whisper.tokenizer import language_code
@@ -330,9 +353,16 @@ def eval_command(data: str, model_name: str, split: str, language: str, beam_siz
         clips = splits.get(split, splits["train"])
         if limit and limit < len(clips):
             clips = clips.select(range(limit))
-        model, tokenizer = load_speech_model(model_name)
-        scores = evaluate_asr(model, tokenizer, clips, language=language_code(language), beam_size=beam_size,
-                              batch_size=batch_size, precision=precision, tsv=tsv)  # fmt: skip
+        if ctc_model_directory(model_name) is not None:  # wav2vec 2.0 CTC: greedy read-out
+            from polyformer.apps.recipes.speech_ctc import evaluate_ctc
+            from polyformer.speech.wav2vec2.pretrained import load_wav2vec2_ctc
+
+            model, vocabulary = load_wav2vec2_ctc(ctc_model_directory(model_name))
+            scores = evaluate_ctc(model, vocabulary, clips, batch_size=batch_size, precision=precision, tsv=tsv)
+        else:
+            model, tokenizer = load_speech_model(model_name)
+            scores = evaluate_asr(model, tokenizer, clips, language=language_code(language), beam_size=beam_size,
+                                  batch_size=batch_size, precision=precision, tsv=tsv)  # fmt: skip
     except USER_ERRORS as err:
         raise click.ClickException(str(err)) from None
     if as_json:

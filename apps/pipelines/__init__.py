@@ -63,6 +63,7 @@ MODEL_FAMILIES = {
     "vit": ("an image classifier (ViT)", "polyformer vision predict / vision eval"),
     "detr": ("an object detector (DETR)", "polyformer vision detect / vision detect-eval"),
     "whisper": ("a speech recogniser (Whisper)", "polyformer speech transcribe / speech eval"),
+    "wav2vec2": ("a wav2vec 2.0 speech model", "polyformer speech transcribe / speech eval (CTC) / speech train-ctc"),
     "encoder-decoder": ("a translation model (encoder-decoder transformer)", "polyformer text translate / text eval"),
     "decoder-only": ("a causal language model (decoder-only transformer)", "polyformer text generate"),
     "encoder": ("a BERT-style encoder (text or DNA)", "polyformer text classify / bio predict"),

@@ -9,6 +9,10 @@ default), one of our Whisper directories or training runs, a Hugging Face Whispe
 faster-whisper (CTranslate2) directory. Files of any length are transcribed in 30 s windows,
 openai/whisper's way (:func:`polyformer.speech.whisper.transcribe.transcribe`), ``batch_size``
 files at a time, similar lengths together.
+
+A wav2vec 2.0 CTC model (ours or a run from ``speech train-ctc``, or a Hugging Face ``Wav2Vec2ForCTC``
+directory with its ``vocab.json``) is read out greedily instead (:class:`CtcRecognitionPipeline`:
+``{"text"}`` per input; the Whisper-only options are not taken, and there are no timestamps).
 """
 
 from __future__ import annotations
@@ -28,9 +32,9 @@ from polyformer.speech.whisper.pretrained import WHISPER_BASE, load_whisper
 from polyformer.speech.whisper.tokenizer import language_code
 from polyformer.speech.whisper.transcribe import Transcription, transcribe
 
-from . import SHIPPED_CHECKPOINTS, PipelineTask, check_model_family, register_task, resolve_model_dir
+from . import SHIPPED_CHECKPOINTS, PipelineTask, check_model_family, model_family, register_task, resolve_model_dir
 
-__all__ = ["SpeechRecognitionPipeline", "load_speech_model"]
+__all__ = ["CtcRecognitionPipeline", "SpeechRecognitionPipeline", "ctc_model_directory", "load_speech_model"]
 
 
 def load_speech_model(model: str | Path, device: str | torch.device = "cpu", **overrides: Any) -> tuple[Any, Any]:
@@ -105,12 +109,59 @@ class SpeechRecognitionPipeline:
         return results[0] if single else results
 
 
+class CtcRecognitionPipeline:
+    """Transcribe audio with a wav2vec 2.0 CTC model (greedy; windows of at most 30 s, batched by length)."""
+
+    def __init__(self, model: Any, vocabulary: Any, batch_size: int = 8, device: str | torch.device = "cpu",
+                 precision: str = "auto"):  # fmt: skip
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.device = torch.device(device)
+        self.model, self.vocabulary, self.batch_size = model.to(self.device).eval(), vocabulary, batch_size
+        self.precision = resolve_precision(precision, self.device)
+
+    def texts(self, inputs: Sequence[Any]) -> list[str]:
+        """The transcription of each path or 16 kHz array."""
+        from polyformer.speech.wav2vec2.transcribe import transcribe_ctc
+
+        audios = [SpeechRecognitionPipeline._audio(item) for item in inputs]
+        with autocast(self.precision, self.device):
+            return transcribe_ctc(self.model, self.vocabulary, audios, self.batch_size)
+
+    def __call__(self, inputs: Any, return_timestamps: bool = False) -> dict[str, Any] | list[dict[str, Any]]:
+        """``{"text"}`` for one input, a list of them for many."""
+        if return_timestamps:
+            raise ValueError("a CTC model gives no timestamps here; use a Whisper model for them")
+        single = not isinstance(inputs, list | tuple)
+        batch = [inputs] if single else list(inputs)
+        results = [{"text": text} for text in self.texts(batch)] if batch else []
+        return results[0] if single else results
+
+
+def ctc_model_directory(model: str | Path) -> Path | None:
+    """The directory of ``model`` (a path, a run or a shipped name) when it holds a wav2vec 2.0 model, else None."""
+    source = SHIPPED_CHECKPOINTS.get(str(model), model)
+    if str(source) == WHISPER_BASE or not Path(source).is_dir():
+        return None
+    try:
+        directory = resolve_model_dir(source, "automatic-speech-recognition")
+        return directory if model_family(directory) == "wav2vec2" else None
+    except (FileNotFoundError, ValueError):  # not a model, another family, damaged: the Whisper loader says which
+        return None
+
+
 def build_speech_recognition(
     model: str | Path, batch_size: int = 8, language: str | None = None, task: str = "transcribe",
     beam_size: int | None = None, temperature: float | tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
     timestamps: bool = True, device: str | torch.device = "cpu", precision: str = "auto",
 ) -> SpeechRecognitionPipeline:  # fmt: skip
-    """automatic-speech-recognition with a Whisper model of any supported kind."""
+    """automatic-speech-recognition with a Whisper model of any supported kind, or a wav2vec 2.0 CTC model."""
+    ctc_directory = ctc_model_directory(model)
+    if ctc_directory is not None:
+        from polyformer.speech.wav2vec2.pretrained import load_wav2vec2_ctc
+
+        loaded, vocabulary = load_wav2vec2_ctc(ctc_directory)
+        return CtcRecognitionPipeline(loaded, vocabulary, batch_size, device, precision)
     options = DecodingOptions(
         task=task, language=language_code(language) if language else None, beam_size=beam_size,
         temperature=temperature, timestamps=timestamps,
@@ -121,9 +172,10 @@ def build_speech_recognition(
 
 register_task(
     PipelineTask(
-        "automatic-speech-recognition", build_speech_recognition, "transcribe or translate speech (Whisper)",
+        "automatic-speech-recognition", build_speech_recognition,
+        "transcribe or translate speech (Whisper; wav2vec 2.0 CTC transcribes)",
         default_model=WHISPER_BASE,
-        needs="a Whisper directory (ours, Hugging Face or faster-whisper), a training run, or 'whisper-base'",
-        families=("whisper",),
+        needs="a Whisper or wav2vec 2.0 CTC directory (ours or Hugging Face's), a training run, or 'whisper-base'",
+        families=("whisper", "wav2vec2"),
     )
 )  # fmt: skip

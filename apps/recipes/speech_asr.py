@@ -82,6 +82,9 @@ EMBEDDED_DATA = {"spoken": SPOKEN_CORPUS_DIR, "librivox": LIBRIVOX_DIR}
 TOKENIZER_FILE = "tokenizer.json"
 FROM_TOKENIZER = ("vocab_size", "sot_id", "eos_id", "pad_id")
 FINETUNE_MODEL_KEYS = ("dropout", "attention_dropout")
+#: How WER and CER normalise both sides (:func:`~polyformer.speech.metrics.normalize_transcript`).
+NORMALISATION = ("lower case, punctuation removed except in-word apostrophes, hyphens to spaces, Mr/Mrs/Dr/St/Ms/Jr "
+                 "spelled out, single spaces")  # fmt: skip
 
 
 @dataclass
@@ -426,8 +429,7 @@ def evaluate_asr(
         "cer": round(char_error_rate(clips.texts, hypotheses), 4),
         "clips": len(clips),
         "words": sum(len(normalize_transcript(text).split()) for text in clips.texts),
-        "normalisation": "lower case, punctuation removed except in-word apostrophes, hyphens to spaces, "
-        "Mr/Mrs/Dr/St/Ms/Jr spelled out, single spaces",
+        "normalisation": NORMALISATION,
     }
     if tsv is not None:
         with Path(tsv).open("w", newline="", encoding="utf-8") as handle:

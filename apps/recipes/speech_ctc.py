@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-import torch
 from torch import Tensor, nn
 
 from polyformer.apps.engine import (
@@ -43,15 +42,15 @@ from polyformer.apps.engine import (
     train,
 )
 from polyformer.apps.recipes.recipe_loader import load_recipe_file, recipe_to_dict
-from polyformer.apps.recipes.speech_asr import read_asr_data
+from polyformer.apps.recipes.speech_asr import NORMALISATION, read_asr_data
 from polyformer.apps.recipes.typed_config import ConfigError, check_fields
-from polyformer.core.objectives import ctc_greedy_decode
-from polyformer.speech.audio import load_audio, normalize_waveform
+from polyformer.speech.audio import load_audio
 from polyformer.speech.data import AudioClips, CtcBatch, CtcExamples, SpeechDataError, collate_ctc
 from polyformer.speech.metrics import char_error_rate, normalize_transcript, word_error_rate
 from polyformer.speech.wav2vec2 import CtcVocabulary, Wav2Vec2Config, Wav2Vec2ForCTC
 from polyformer.speech.wav2vec2.config import sized_config
 from polyformer.speech.wav2vec2.pretrained import load_wav2vec2_backbone, load_wav2vec2_ctc
+from polyformer.speech.wav2vec2.transcribe import transcribe_ctc
 from polyformer.speech.wav2vec2.vocabulary import VOCAB_FILE
 
 __all__ = ["CtcDataSettings", "CtcRecipe", "SpeechCtcTask", "evaluate_ctc", "load_ctc_recipe", "train_ctc"]
@@ -262,22 +261,6 @@ def train_ctc(recipe: CtcRecipe, echo: Callable[[str], None] = print) -> tuple[T
 
 
 # ----------------------------------------------------------------------------------------------- evaluation
-def transcribe_ctc(model: Wav2Vec2ForCTC, vocabulary: CtcVocabulary, audios: Sequence[Tensor],
-                   batch_size: int = 8, precision: str = "auto") -> list[str]:  # fmt: skip
-    """Greedy CTC transcriptions of 16 kHz waveforms (each normalised, batched by length, padding masked)."""
-    device = next(model.parameters()).device
-    order = sorted(range(len(audios)), key=lambda i: audios[i].numel())
-    texts: list[str] = [""] * len(audios)
-    with torch.no_grad(), autocast(resolve_precision(precision, device), device):
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            batch = collate_ctc([(normalize_waveform(audios[i]), torch.zeros(0, dtype=torch.long), "") for i in chunk])
-            logits, lengths = model.eval()(batch.audio.to(device), batch.mask.to(device))
-            for i, ids in zip(chunk, ctc_greedy_decode(logits.float(), lengths, blank=vocabulary.blank)):
-                texts[i] = vocabulary.decode(ids)
-    return texts
-
-
 def evaluate_ctc(
     model: Wav2Vec2ForCTC,
     vocabulary: CtcVocabulary,
@@ -291,12 +274,15 @@ def evaluate_ctc(
     ``tsv`` gets each clip's file, reference, transcription, WER and CER."""
     if clips.texts is None:
         raise SpeechDataError("scoring needs transcriptions; these clips have none")
-    hypotheses = transcribe_ctc(model, vocabulary, [load_audio(p) for p in clips.paths], batch_size, precision)
+    device = next(model.parameters()).device
+    with autocast(resolve_precision(precision, device), device):
+        hypotheses = transcribe_ctc(model, vocabulary, [load_audio(p) for p in clips.paths], batch_size)
     scores = {
         "wer": round(word_error_rate(clips.texts, hypotheses), 4),
         "cer": round(char_error_rate(clips.texts, hypotheses), 4),
         "clips": len(clips),
         "words": sum(len(normalize_transcript(text).split()) for text in clips.texts),
+        "normalisation": NORMALISATION,
     }
     if tsv is not None:
         with Path(tsv).open("w", newline="", encoding="utf-8") as handle:

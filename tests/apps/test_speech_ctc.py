@@ -10,14 +10,17 @@ import torch
 from click.testing import CliRunner
 from test_speech_asr import clip_folder
 
+from polyformer.apps import pipeline
 from polyformer.apps.cli import main
 from polyformer.apps.engine import CTCTask, TrainingConfig, TrainingHealthError
 from polyformer.apps.engine import train as engine_train
 from polyformer.apps.recipes.speech_ctc import SpeechCtcTask, evaluate_ctc, load_ctc_recipe, train_ctc
+from polyformer.speech.audio import load_audio, normalize_waveform
 from polyformer.speech.data import CtcExamples, collate_ctc, read_audio_dataset
 from polyformer.speech.wav2vec2 import CtcVocabulary, Wav2Vec2Config, Wav2Vec2ForCTC, Wav2Vec2ForPreTraining
 from polyformer.speech.wav2vec2.config import SIZES
 from polyformer.speech.wav2vec2.pretrained import load_wav2vec2_ctc
+from polyformer.speech.wav2vec2.transcribe import transcribe_ctc
 
 TINY = ['model.size="tiny"', "model.dropout=0.0", "model.layer_drop=0.0", "model.mask_time_prob=0.0"]
 
@@ -29,16 +32,47 @@ def recipe(data, out, *overrides):
     return loaded
 
 
-def test_a_tiny_ctc_model_learns_four_clips_exactly(tmp_path):
-    data = clip_folder(tmp_path / "clips")
+@pytest.fixture(scope="module")
+def overfit_run(tmp_path_factory):
+    """A tiny CTC model trained on four clips until it knows them (validated on the same four)."""
+    tmp = tmp_path_factory.mktemp("ctc")
+    data = clip_folder(tmp / "clips")
     settings = ["train.max_steps=120", "train.batch_size=4", "train.lr=3e-3", "train.warmup_steps=5",
                 "train.eval_every=120", "train.threads=2", f"data.eval={json.dumps(str(data))}"]  # fmt: skip
-    result, _ = train_ctc(recipe(data, tmp_path / "run", *settings), echo=lambda line: None)
+    result, _ = train_ctc(recipe(data, tmp / "run", *settings), echo=lambda line: None)
+    return data, result
+
+
+def test_a_tiny_ctc_model_learns_four_clips_exactly(overfit_run, tmp_path):
+    data, result = overfit_run
     model, vocabulary = load_wav2vec2_ctc(result.best_model_dir)
     clips = read_audio_dataset(data)
     scores = evaluate_ctc(model, vocabulary, clips, tsv=tmp_path / "clips.tsv")
     assert scores["wer"] == 0.0 and scores["cer"] == 0.0, (tmp_path / "clips.tsv").read_text()
-    assert (tmp_path / "run" / "vocab.json").is_file()
+    assert (result.out_dir / "vocab.json").is_file()
+
+
+def test_transcribe_eval_and_the_pipeline_take_a_ctc_run(overfit_run, tmp_path):
+    data, result = overfit_run
+    clips = read_audio_dataset(data)
+    first = clips.paths[0]
+    out = CliRunner().invoke(main, ["speech", "transcribe", str(first), "--model", str(result.out_dir),
+                                    "--output-dir", str(tmp_path / "txt")])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert f"{first}:\n  {clips.texts[0]}" in out.output
+    assert (tmp_path / "txt" / f"{first.stem}.txt").read_text().strip() == clips.texts[0]
+    scored = CliRunner().invoke(main, ["speech", "eval", str(data), "--model", str(result.out_dir), "--json"])
+    assert scored.exit_code == 0, scored.output
+    assert json.loads(scored.output)["wer"] == 0.0
+    asr = pipeline("automatic-speech-recognition", model=str(result.out_dir))
+    assert [item["text"] for item in asr([str(p) for p in clips.paths])] == [t.strip() for t in clips.texts]
+    first_audio, second_audio = load_audio(clips.paths[0]), load_audio(clips.paths[1])
+    joined = torch.cat([first_audio, first_audio, second_audio[: first_audio.numel()]])  # three windows
+    model, vocabulary = load_wav2vec2_ctc(result.best_model_dir)
+    [text] = transcribe_ctc(model, vocabulary, [joined], window_seconds=first_audio.numel() / 16000)
+    assert text.startswith(f"{clips.texts[0]} {clips.texts[0]} ")  # windows joined in order
+    with pytest.raises(ValueError, match="no timestamps"):
+        asr(str(first), return_timestamps=True)
 
 
 def test_the_all_blank_detector_warns_and_can_stop_the_run(tmp_path):
@@ -135,3 +169,23 @@ def test_characters_outside_a_resumed_vocabulary_and_too_short_clips_name_the_li
     out = CliRunner().invoke(main, ["speech", "train-ctc", str(data), *TINY, "--max-steps", "1", "--out",
                                     str(tmp_path / "run")])  # fmt: skip
     assert out.exit_code != 0 and "metadata.csv, line 5: 'short.wav' is too short for the model" in out.output
+
+
+def test_the_pipeline_reads_a_hugging_face_ctc_directory_as_transformers_does(tmp_path):
+    import transformers
+
+    vocabulary = CtcVocabulary.build(["abc def"])
+    config = transformers.Wav2Vec2Config(hidden_size=32, num_attention_heads=4, num_hidden_layers=2,
+                                         intermediate_size=64, num_conv_pos_embeddings=16,
+                                         num_conv_pos_embedding_groups=4, vocab_size=len(vocabulary), pad_token_id=0,
+                                         conv_dim=(16,) * 7)  # fmt: skip
+    torch.manual_seed(0)
+    reference = transformers.Wav2Vec2ForCTC(config).eval()
+    reference.save_pretrained(tmp_path / "hf")
+    vocabulary.save(tmp_path / "hf")
+    audio = torch.randn(16000)
+    with torch.no_grad():
+        best = reference(normalize_waveform(audio)[None]).logits.argmax(-1)[0]
+    expected = vocabulary.decode([int(i) for i in torch.unique_consecutive(best) if int(i) != 0])
+    found = pipeline("automatic-speech-recognition", model=str(tmp_path / "hf"), precision="fp32")(audio)
+    assert found == {"text": expected}

@@ -189,3 +189,15 @@ def test_the_pipeline_reads_a_hugging_face_ctc_directory_as_transformers_does(tm
     expected = vocabulary.decode([int(i) for i in torch.unique_consecutive(best) if int(i) != 0])
     found = pipeline("automatic-speech-recognition", model=str(tmp_path / "hf"), precision="fp32")(audio)
     assert found == {"text": expected}
+
+
+def test_validation_characters_outside_the_training_vocabulary_name_the_file_and_line(tmp_path):
+    data = clip_folder(tmp_path / "clips", count=3)
+    held = clip_folder(tmp_path / "held", count=1, start=3)
+    rows = (held / "metadata.csv").read_text().splitlines()
+    name = rows[1].split(",")[0]
+    (held / "metadata.csv").write_text(f"{rows[0]}\n{name},zebra quiz ü\n")
+    out = CliRunner().invoke(main, ["speech", "train-ctc", str(data), *TINY, f"data.eval={json.dumps(str(held))}",
+                                    "--max-steps", "1", "--out", str(tmp_path / "run")])  # fmt: skip
+    assert out.exit_code != 0 and "Traceback" not in out.output, out.output
+    assert f"metadata.csv, line 2: the transcription of '{name}' has characters outside the vocabulary" in out.output

@@ -117,3 +117,15 @@ def test_a_few_hundred_steps_lower_the_contrastive_loss_and_keep_the_codebook_in
     assert evals[-1]["accuracy"] > 1 / 11, evals  # above chance
     assert evals[-1]["code_perplexity"] > 2 * 2  # the collapse floor: 2 entries per codebook
     assert not [line for line in said if "code_perplexity is" in line], said
+
+
+def test_an_empty_folder_is_one_clear_line_and_writes_no_run(tmp_path):
+    from click.testing import CliRunner
+
+    from polyformer.apps.cli import main
+
+    (tmp_path / "empty").mkdir()
+    out = CliRunner().invoke(main, ["speech", "pretrain", str(tmp_path / "empty"), "--max-steps", "1", "--out",
+                                    str(tmp_path / "run")])  # fmt: skip
+    assert out.exit_code != 0 and "Traceback" not in out.output
+    assert f"no audio clips in {tmp_path / 'empty'}" in out.output and not (tmp_path / "run").exists()

@@ -11,6 +11,7 @@ work is in :mod:`polyformer.apps.pipelines.speech` and :mod:`polyformer.speech.w
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +193,21 @@ def models() -> None:
     click.echo("(model.bin + config.json + tokenizer.json)")
 
 
+def _run_recipe(load: Callable, run: Callable, config: str, data: str, overrides: tuple[str, ...],
+                options: dict) -> None:
+    """Load a speech recipe (``load(config, overrides)``), apply the training options and DATA, and ``run`` it
+    with the one-line error handling of every training command."""
+
+    def work() -> None:
+        recipe = load(config, overrides)
+        recipe.train = apply_training_options(recipe.train, options)
+        recipe.data.train = data
+        recipe.data.skip_bad = recipe.data.skip_bad or options["skip_bad"]
+        run(recipe, echo=click.echo)
+
+    run_training(work)
+
+
 def _train_asr(data: str, overrides: tuple[str, ...], config_name: str | None, default: str, options: dict) -> None:
     check_overrides(overrides)
     relaunch_with_nproc(options.pop("nproc"))
@@ -204,15 +220,7 @@ def _train_asr(data: str, overrides: tuple[str, ...], config_name: str | None, d
         overrides = (*overrides, "data.freeze_encoder=true")
     if options.get("freeze_encoder_steps"):
         overrides = (*overrides, f"train.freeze_backbone_steps={options['freeze_encoder_steps']}")
-
-    def work() -> None:
-        recipe = load_asr_recipe(config_name or default, overrides)
-        recipe.train = apply_training_options(recipe.train, options)
-        recipe.data.train = data
-        recipe.data.skip_bad = recipe.data.skip_bad or options["skip_bad"]
-        train_asr(recipe, echo=click.echo)
-
-    run_training(work)
+    _run_recipe(load_asr_recipe, train_asr, config_name or default, data, overrides, options)
 
 
 @speech.command("train-asr")
@@ -275,15 +283,7 @@ def pretrain_command(data: str, overrides: tuple[str, ...], config_name: str | N
     check_overrides(overrides)
     relaunch_with_nproc(options.pop("nproc"))
     from polyformer.apps.recipes.speech_wav2vec2 import load_pretrain_recipe, pretrain_wav2vec2
-
-    def work() -> None:
-        recipe = load_pretrain_recipe(config_name or "wav2vec2_pretrain", overrides)
-        recipe.train = apply_training_options(recipe.train, options)
-        recipe.data.train = data
-        recipe.data.skip_bad = recipe.data.skip_bad or options["skip_bad"]
-        pretrain_wav2vec2(recipe, echo=click.echo)
-
-    run_training(work)
+    _run_recipe(load_pretrain_recipe, pretrain_wav2vec2, config_name or "wav2vec2_pretrain", data, overrides, options)
 
 
 @speech.command("train-ctc")
@@ -308,15 +308,7 @@ def train_ctc_command(data: str, overrides: tuple[str, ...], config_name: str | 
         overrides = (*overrides, f"data.init={json.dumps(options['init'])}")
     if options.get("label_fraction") is not None:
         overrides = (*overrides, f"data.label_fraction={options['label_fraction']}")
-
-    def work() -> None:
-        recipe = load_ctc_recipe(config_name or "ctc", overrides)
-        recipe.train = apply_training_options(recipe.train, options)
-        recipe.data.train = data
-        recipe.data.skip_bad = recipe.data.skip_bad or options["skip_bad"]
-        train_ctc(recipe, echo=click.echo)
-
-    run_training(work)
+    _run_recipe(load_ctc_recipe, train_ctc, config_name or "ctc", data, overrides, options)
 
 
 train_ctc_command.help = train_ctc_command.help.replace("{data}", DATA_HELP)
@@ -353,11 +345,12 @@ def eval_command(data: str, model_name: str, split: str, language: str, beam_siz
         clips = splits.get(split, splits["train"])
         if limit and limit < len(clips):
             clips = clips.select(range(limit))
-        if ctc_model_directory(model_name) is not None:  # wav2vec 2.0 CTC: greedy read-out
+        ctc_directory = ctc_model_directory(model_name)
+        if ctc_directory is not None:  # wav2vec 2.0 CTC: greedy read-out
             from polyformer.apps.recipes.speech_ctc import evaluate_ctc
             from polyformer.speech.wav2vec2.pretrained import load_wav2vec2_ctc
 
-            model, vocabulary = load_wav2vec2_ctc(ctc_model_directory(model_name))
+            model, vocabulary = load_wav2vec2_ctc(ctc_directory)
             scores = evaluate_ctc(model, vocabulary, clips, batch_size=batch_size, precision=precision, tsv=tsv)
         else:
             model, tokenizer = load_speech_model(model_name)

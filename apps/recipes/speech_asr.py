@@ -74,6 +74,7 @@ __all__ = [
     "evaluate_asr",
     "load_asr_recipe",
     "read_asr_data",
+    "score_transcripts",
     "train_asr",
 ]
 
@@ -424,6 +425,12 @@ def evaluate_asr(
         found = transcribe(model.eval(), tokenizer, audios, options, condition_on_previous_text=False,
                            batch_size=batch_size, progress=progress)  # fmt: skip
     hypotheses = [result.text.strip() for result in found]
+    return score_transcripts(clips, hypotheses, tsv)
+
+
+def score_transcripts(clips: AudioClips, hypotheses: Sequence[str], tsv: str | Path | None = None) -> dict[str, Any]:
+    """Corpus WER and CER (jiwer, :data:`NORMALISATION` on both sides) of ``hypotheses`` against the clips'
+    transcriptions; with ``tsv``, each clip's file, reference, transcription, WER and CER (tab-separated)."""
     scores = {
         "wer": round(word_error_rate(clips.texts, hypotheses), 4),
         "cer": round(char_error_rate(clips.texts, hypotheses), 4),

@@ -18,7 +18,6 @@ when every clip still decodes to blanks. At the end the best model transcribes t
 
 from __future__ import annotations
 
-import csv
 import functools
 import json
 import time
@@ -42,11 +41,11 @@ from polyformer.apps.engine import (
     train,
 )
 from polyformer.apps.recipes.recipe_loader import load_recipe_file, recipe_to_dict
-from polyformer.apps.recipes.speech_asr import NORMALISATION, read_asr_data
+from polyformer.apps.recipes.speech_asr import read_asr_data, score_transcripts
 from polyformer.apps.recipes.typed_config import ConfigError, check_fields
 from polyformer.speech.audio import load_audio
 from polyformer.speech.data import AudioClips, CtcBatch, CtcExamples, SpeechDataError, collate_ctc
-from polyformer.speech.metrics import char_error_rate, normalize_transcript, word_error_rate
+from polyformer.speech.metrics import normalize_transcript
 from polyformer.speech.wav2vec2 import CtcVocabulary, Wav2Vec2Config, Wav2Vec2ForCTC
 from polyformer.speech.wav2vec2.config import sized_config
 from polyformer.speech.wav2vec2.pretrained import load_wav2vec2_backbone, load_wav2vec2_ctc
@@ -277,17 +276,4 @@ def evaluate_ctc(
     device = next(model.parameters()).device
     with autocast(resolve_precision(precision, device), device):
         hypotheses = transcribe_ctc(model, vocabulary, [load_audio(p) for p in clips.paths], batch_size)
-    scores = {
-        "wer": round(word_error_rate(clips.texts, hypotheses), 4),
-        "cer": round(char_error_rate(clips.texts, hypotheses), 4),
-        "clips": len(clips),
-        "words": sum(len(normalize_transcript(text).split()) for text in clips.texts),
-        "normalisation": NORMALISATION,
-    }
-    if tsv is not None:
-        with Path(tsv).open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
-            writer.writerow(["file", "reference", "transcription"])
-            for path, reference, hypothesis in zip(clips.paths, clips.texts, hypotheses):
-                writer.writerow([str(path), reference, hypothesis])
-    return scores
+    return score_transcripts(clips, hypotheses, tsv)

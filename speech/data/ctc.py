@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 from polyformer.core.objectives import IGNORE_INDEX
 
 from ..audio import SAMPLE_RATE, normalize_waveform
-from .asr import _BadClip, _seconds, _usable, read_at_speed
+from .asr import _BadClip, _seconds, _usable, collate_audio, read_at_speed
 from .readers import AudioClips, SpeechDataError
 
 __all__ = ["CtcBatch", "CtcExamples", "collate_ctc"]
@@ -107,13 +107,9 @@ def collate_ctc(samples: Sequence[tuple[Tensor, Tensor, str]]) -> CtcBatch:
     """Zero-pad waveforms (with a mask) and label rows (with ``IGNORE_INDEX``) into a :class:`CtcBatch`."""
     if not samples:
         raise ValueError("an empty batch")
-    longest = max(audio.numel() for audio, _, _ in samples)
+    audio, mask = collate_audio([wave for wave, _, _ in samples])
     most = max(labels.numel() for _, labels, _ in samples)
-    audio = torch.zeros(len(samples), longest)
-    mask = torch.zeros(len(samples), longest, dtype=torch.bool)
     labels = torch.full((len(samples), most), IGNORE_INDEX, dtype=torch.long)
-    for row, (wave, ids, _) in enumerate(samples):
-        audio[row, : wave.numel()] = wave
-        mask[row, : wave.numel()] = True
+    for row, (_, ids, _) in enumerate(samples):
         labels[row, : ids.numel()] = ids
     return CtcBatch(audio, mask, labels, [text for _, _, text in samples])

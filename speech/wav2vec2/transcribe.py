@@ -16,6 +16,7 @@ from torch import Tensor
 from polyformer.core.objectives import ctc_greedy_decode
 
 from ..audio import SAMPLE_RATE, normalize_waveform
+from ..data import collate_audio
 from .model import Wav2Vec2ForCTC
 from .vocabulary import CtcVocabulary
 
@@ -56,12 +57,7 @@ def transcribe_ctc(
     with torch.no_grad():
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            longest = max(pieces[i][1].numel() for i in chunk)
-            audio = torch.zeros(len(chunk), longest)
-            mask = torch.zeros(len(chunk), longest, dtype=torch.bool)
-            for row, i in enumerate(chunk):
-                samples = pieces[i][1]
-                audio[row, : samples.numel()], mask[row, : samples.numel()] = samples, True
+            audio, mask = collate_audio([pieces[i][1] for i in chunk])
             logits, lengths = model(audio.to(device), mask.to(device))
             for i, ids in zip(chunk, ctc_greedy_decode(logits.float(), lengths, blank=vocabulary.blank)):
                 decoded[i] = vocabulary.decode(ids)

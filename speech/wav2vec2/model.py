@@ -60,6 +60,14 @@ class _ConvBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int, bias: bool, norm: str | None):
         super().__init__()
         self.conv = nn.Conv1d(in_channels, out_channels, kernel, stride=stride, bias=bias)
+        # fairseq's and transformers' initialisation: Kaiming normal keeps the activations' scale through the seven
+        # GELU convs. (torch's default shrinks it about 3x per layer, so the conv features of a new model vanish
+        # below the layer norm's epsilon, the quantiser's logits go flat, its Gumbel picks are noise and
+        # pretraining sits at chance.)
+        nn.init.kaiming_normal_(self.conv.weight)
+        if bias:
+            bound = (1.0 / (in_channels * kernel)) ** 0.5
+            nn.init.uniform_(self.conv.bias, -bound, bound)
         self.norm_kind = norm
         if norm == "group":  # one group per channel: each channel normalised over time
             self.norm = nn.GroupNorm(out_channels, out_channels)

@@ -37,8 +37,8 @@ def overfit_run(tmp_path_factory):
     """A tiny CTC model trained on four clips until it knows them (validated on the same four)."""
     tmp = tmp_path_factory.mktemp("ctc")
     data = clip_folder(tmp / "clips")
-    settings = ["train.max_steps=120", "train.batch_size=4", "train.lr=3e-3", "train.warmup_steps=5",
-                "train.eval_every=120", "train.threads=2", f"data.eval={json.dumps(str(data))}"]  # fmt: skip
+    settings = ["train.max_steps=150", "train.batch_size=4", "train.lr=3e-3", "train.warmup_steps=5",
+                "train.eval_every=150", "train.threads=2", f"data.eval={json.dumps(str(data))}"]  # fmt: skip
     result, _ = train_ctc(recipe(data, tmp / "run", *settings), echo=lambda line: None)
     return data, result
 

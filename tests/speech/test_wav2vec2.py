@@ -17,6 +17,7 @@ from polyformer.speech.wav2vec2 import (
     sample_negatives,
     span_mask,
 )
+from polyformer.speech.wav2vec2.config import sized_config
 
 LAYOUTS = {  # BASE: group norm, post-norm encoder; LARGE-LV60: layer norm after every conv, pre-norm encoder
     "base": dict(feat_extract_norm="group", do_stable_layer_norm=False, conv_bias=False),
@@ -192,6 +193,21 @@ def test_the_quantizer_picks_one_entry_per_codebook_and_gumbel_is_straight_throu
     trained.sum().backward()
     assert features.grad is not None and features.grad.abs().sum() > 0
     assert 2.0 <= perplexity.item() <= 16.0
+
+
+@pytest.mark.parametrize("norm", ["group", "layer"])
+def test_a_new_model_has_conv_features_at_unit_scale_and_decisive_codes(norm):
+    # torch's default conv init shrank the activations ~3x per conv: the seven-conv encoder's features vanished
+    # under the layer norm's epsilon, the quantiser's logits went flat, Gumbel picks were noise and pretraining
+    # sat at chance. Kaiming normal (fairseq, transformers) keeps them at unit scale.
+    torch.manual_seed(6)
+    model = Wav2Vec2ForPreTraining(sized_config("tiny", feature_norm=norm)).eval()
+    waveform = torch.randn(2, 16000)
+    with torch.no_grad():
+        features = model.wav2vec2(waveform).features
+        logits = model.quantizer.weight_proj(features).view(-1, 2, model.config.quantizer_entries)
+    assert features.std() > 0.5
+    assert logits.softmax(dim=-1).amax(dim=-1).mean() > 0.5  # each frame's code is decided, not a coin toss
 
 
 def test_clips_shorter_than_the_receptive_field_are_a_clear_error():

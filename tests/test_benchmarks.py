@@ -155,3 +155,16 @@ def test_wav2vec2_pretraining_vs_transformers_prints_both_precisions():
                      "--rounds", "1")  # fmt: skip
     rows = [line.split(":")[0].strip() for line in out.splitlines() if "ratio" in line]
     assert rows == ["fp32", "bf16"] and "wav2vec 2.0 small (4 layers, width 256; random weights)" in out
+
+
+def test_wav2vec2_label_efficiency_prints_both_runs_per_fraction_and_reads_finished_runs_back(tmp_path):
+    tiny = ['model.size="tiny"', "train.batch_size=4"]
+    args = ["spoken", "--out", str(tmp_path / "runs"), "--pretrain-steps", "3", "--ctc-steps", "3",
+            *(f"--pretrain-set={setting}" for setting in tiny), *tiny, "data.eval_limit=4"]  # fmt: skip
+    out = run_script("wav2vec2_label_efficiency.py", *args)
+    rows = [line.split() for line in out.splitlines() if line.split()[:1] in (["10%"], ["100%"])]
+    assert [(row[0], row[1]) for row in rows] == [("10%", "pretrained"), ("10%", "scratch"), ("100%", "pretrained"),
+                                                  ("100%", "scratch")]  # fmt: skip
+    assert "[pretrain] " in out and "[10% scratch] " in out
+    again = run_script("wav2vec2_label_efficiency.py", *args)  # every run finished: read back, nothing trained
+    assert "[pretrain]" not in again and "[10%" not in again and again.splitlines()[-4:] == out.splitlines()[-4:]

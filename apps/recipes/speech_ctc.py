@@ -68,7 +68,8 @@ class CtcDataSettings:
     test: str = ""  # test clips; "" = the data's test/ split (none if it has none)
     skip_bad: bool = False  # leave out bad clips and rows (counted) instead of stopping
     eval_limit: int = 0  # validation clips decoded at each evaluation; 0 = all
-    label_fraction: float = 1.0  # train on the first fraction of the labelled training clips (e.g. 0.1)
+    label_fraction: float = 1.0  # train on the first fraction of the labelled training clips (e.g. 0.1); the
+    # vocabulary still has every character of the training transcriptions (the alphabet is known, not the labels)
     init: str = ""  # a pretrained wav2vec 2.0 directory (ours or Hugging Face's) or run; "" = from scratch
     freeze_feature_encoder: bool = True  # with init: keep the conv feature encoder as pretrained
     speed_perturb: list[float] = field(default_factory=list)  # e.g. [0.9, 1.0, 1.1]
@@ -203,10 +204,10 @@ def train_ctc(recipe: CtcRecipe, echo: Callable[[str], None] = print) -> tuple[T
     data = recipe.data
     splits, where = read_asr_data(data)
     train_clips = splits["train"]
+    vocabulary, origin = _vocabulary(recipe, train_clips.texts)  # all clips' alphabet, whatever the label fraction
     if data.label_fraction < 1.0:
         train_clips = train_clips.select(range(max(2, round(len(train_clips) * data.label_fraction))))
     seed_everything(recipe.train.seed)
-    vocabulary, origin = _vocabulary(recipe, train_clips.texts)
     model, described = _build_model(recipe, vocabulary)
     cfg = model.config
     examples = functools.partial(CtcExamples, vocabulary=vocabulary, frames_for=cfg.frames_for,

@@ -118,21 +118,27 @@ class GumbelQuantizer(nn.Module):
         nn.init.zeros_(self.weight_proj.bias)
         self.temperature = 2.0
 
-    def forward(self, features: Tensor, time_mask: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(self, features: Tensor, time_mask: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Quantised vectors (B, S, codevector_dim), the perplexity of the (soft, while training) code
-        distribution over the masked frames, and the hard codes (B, S, G)."""
+        distribution over the masked frames, the hard codes (B, S, G) (the logits' argmax) and the entries the
+        vectors were made of (B, S, G) (the Gumbel samples while training, the hard codes otherwise)."""
         batch, frames, _ = features.shape
         logits = self.weight_proj(features).view(batch * frames, self.groups, self.entries).float()
         codes = logits.argmax(dim=-1)
         if self.training:
             one_hot = F.gumbel_softmax(logits, tau=self.temperature, hard=True)
+            picks = one_hot.argmax(dim=-1)
             perplexity = codebook_perplexity(logits.softmax(dim=-1), time_mask)
         else:
             one_hot = F.one_hot(codes, self.entries).float()
+            picks = codes
             perplexity = codebook_perplexity(one_hot, time_mask)
-        one_hot = one_hot.to(self.codevectors.dtype).view(batch * frames, self.groups * self.entries, 1)
-        vectors = (one_hot * self.codevectors).view(batch * frames, self.groups, self.entries, -1).sum(dim=2)
-        return vectors.view(batch, frames, -1), perplexity, codes.view(batch, frames, self.groups)
+        # (G, N, V) @ (G, V, codevector_dim / G): each codebook's one-hot (straight-through while training) picks
+        # its entry; one batched matmul instead of a (N, G x V, codevector_dim / G) product and sum.
+        table = self.codevectors.view(self.groups, self.entries, -1)
+        vectors = torch.bmm(one_hot.to(table.dtype).transpose(0, 1), table).transpose(0, 1)
+        return (vectors.reshape(batch, frames, -1), perplexity, codes.view(batch, frames, self.groups),
+                picks.view(batch, frames, self.groups))  # fmt: skip
 
 
 @dataclass
@@ -191,26 +197,40 @@ class Wav2Vec2ForPreTraining(PretrainedModel):
         """
         out = self.wav2vec2(waveform, attention_mask, time_mask)
         predicted = self.project_hid(out.last_hidden_state)
-        quantized, perplexity, codes = self.quantizer(self.quantizer_dropout(out.features), time_mask)
+        quantized, perplexity, codes, picks = self.quantizer(self.quantizer_dropout(out.features), time_mask)
         targets = self.project_q(quantized.to(self.project_q.weight.dtype))
         code_perplexity = codebook_perplexity(F.one_hot(codes.flatten(0, 1), self.quantizer.entries).float(),
                                               time_mask)  # fmt: skip
         losses: tuple[Tensor | None, ...] = (None, None, None, None)
         if time_mask is not None and negatives is not None:
-            losses = self._losses(predicted, targets, perplexity, time_mask.bool(), negatives)
+            losses = self._losses(predicted, targets, perplexity, picks, time_mask.bool(), negatives)
         return PretrainingOutput(*losses, perplexity, code_perplexity, predicted, targets)
 
-    def _losses(self, predicted: Tensor, targets: Tensor, perplexity: Tensor, time_mask: Tensor, negatives: Tensor):
+    def _losses(
+        self,
+        predicted: Tensor,
+        targets: Tensor,
+        perplexity: Tensor,
+        picks: Tensor,
+        time_mask: Tensor,
+        negatives: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The losses on the masked frames only: each one's cosine similarity with every frame's target (one
+        (M, B x S) matmul of unit vectors), of which its own target and its K distractors are gathered; a
+        distractor made of the same codebook entries as the target (so the same vector) is left out (-inf)."""
         batch, frames, width = targets.shape
-        distractors = targets.reshape(-1, width)[negatives.reshape(-1)].view(batch, frames, -1, width)
-        candidates = torch.cat([targets[:, :, None], distractors], dim=2)  # (B, S, K + 1, P): the true one first
-        logits = F.cosine_similarity(predicted.float()[:, :, None], candidates.float(), dim=-1)
-        logits = logits / self.config.contrastive_temperature
-        same = (distractors == targets[:, :, None]).all(dim=-1)  # a distractor identical to the target
-        logits[:, :, 1:] = logits[:, :, 1:].masked_fill(same, float("-inf"))
-        chosen = logits[time_mask]  # (M, K + 1)
-        contrastive = F.cross_entropy(chosen, torch.zeros(len(chosen), dtype=torch.long, device=chosen.device))
+        rows = time_mask.flatten().nonzero().squeeze(1)  # (M,) the masked frames in the flattened (B x S) frames
+        candidates = torch.cat([rows[:, None], negatives.reshape(batch * frames, -1)[rows]], dim=1)  # (M, K + 1)
+        with torch.autocast(predicted.device.type, enabled=False):  # the similarities in fp32, as cosine_similarity
+            units = F.normalize(predicted.reshape(-1, width)[rows].float(), dim=-1, eps=1e-8)
+            target_units = F.normalize(targets.reshape(-1, width).float(), dim=-1, eps=1e-8)
+            logits = (units @ target_units.T).gather(1, candidates) / self.config.contrastive_temperature
+        entry = picks.reshape(batch * frames, -1)
+        entry = (entry * self.quantizer.entries ** torch.arange(entry.shape[1], device=entry.device)).sum(dim=1)
+        same = entry[candidates[:, 1:]] == entry[rows][:, None]  # (M, K): a distractor identical to the target
+        logits = torch.cat([logits[:, :1], logits[:, 1:].masked_fill(same, float("-inf"))], dim=1)
+        contrastive = F.cross_entropy(logits, torch.zeros(len(rows), dtype=torch.long, device=logits.device))
         entries = self.quantizer.groups * self.quantizer.entries
         diversity = (entries - perplexity) / entries
-        accuracy = (chosen.argmax(dim=-1) == 0).float().mean()
+        accuracy = (logits.argmax(dim=-1) == 0).float().mean()
         return contrastive + self.config.diversity_weight * diversity, contrastive, diversity, accuracy

@@ -120,7 +120,7 @@ def test_the_blank_detector_reads_the_validation_numbers():
     assert task.decode(logits, torch.tensor([6, 6])) == [[], [3]]
 
 
-def test_a_pretrained_encoder_gets_a_new_head_for_the_transcriptions(tmp_path):
+def test_a_pretrained_encoder_gets_a_new_head_for_all_the_transcriptions_characters(tmp_path):
     torch.manual_seed(0)
     config = Wav2Vec2Config(d_model=96, num_heads=4, encoder_layers=2, d_ff=192, conv_dim=[64] * 7,
                             pos_conv_kernel=32, pos_conv_groups=4, quantizer_entries=16, codevector_dim=32,
@@ -129,12 +129,15 @@ def test_a_pretrained_encoder_gets_a_new_head_for_the_transcriptions(tmp_path):
     pretrained.save_pretrained(tmp_path / "pretrained")
     data = clip_folder(tmp_path / "clips")
     settings = ["train.max_steps=2", "train.batch_size=2", "train.threads=2", f"data.eval={json.dumps(str(data))}",
-                f"data.init={json.dumps(str(tmp_path / 'pretrained'))}"]  # fmt: skip
+                f"data.init={json.dumps(str(tmp_path / 'pretrained'))}", "data.label_fraction=0.5"]  # fmt: skip
     run = load_ctc_recipe("ctc", [*settings, f"train.out_dir={json.dumps(str(tmp_path / 'run'))}"])
     run.data.train, run.train.quiet = str(data), True
     result, _ = train_ctc(run, echo=lambda line: None)
     model, vocabulary = load_wav2vec2_ctc(result.model_dir)
-    assert len(vocabulary) == model.config.vocab_size == len(CtcVocabulary.build(read_audio_dataset(data).texts))
+    # trained on half the transcriptions, but the vocabulary has every character of all of them
+    texts = read_audio_dataset(data).texts
+    assert len(CtcVocabulary.build(texts[:2])) < len(CtcVocabulary.build(texts))
+    assert len(vocabulary) == model.config.vocab_size == len(CtcVocabulary.build(texts))
     # the conv feature encoder stayed as pretrained (frozen); the rest trained
     start = pretrained.wav2vec2.state_dict()
     ended = model.wav2vec2.state_dict()

@@ -185,11 +185,13 @@ def test_the_quantizer_picks_one_entry_per_codebook_and_gumbel_is_straight_throu
     torch.manual_seed(4)
     quantizer = GumbelQuantizer(_tiny_config())
     features = torch.randn(2, 7, 16, requires_grad=True)
-    vectors, _, codes = quantizer.eval()(features)
+    vectors, _, codes, picks = quantizer.eval()(features)
     table = quantizer.codevectors[0].view(2, 8, 8)
     expected = torch.cat([table[0][codes[..., 0]], table[1][codes[..., 1]]], dim=-1)
     torch.testing.assert_close(vectors, expected)
-    trained, perplexity, _ = quantizer.train()(features)
+    assert torch.equal(picks, codes)
+    trained, perplexity, _, sampled = quantizer.train()(features)  # Gumbel samples: the vectors are their entries
+    torch.testing.assert_close(trained, torch.cat([table[0][sampled[..., 0]], table[1][sampled[..., 1]]], dim=-1))
     trained.sum().backward()
     assert features.grad is not None and features.grad.abs().sum() > 0
     assert 2.0 <= perplexity.item() <= 16.0

@@ -1,0 +1,97 @@
+"""What wav2vec 2.0 pretraining buys in speech recognition, at 10% and 100% of the transcripts.
+
+One pretraining run of the ``wav2vec2_pretrain`` recipe on the audio of DATA (transcripts ignored), as
+``polyformer speech pretrain DATA`` runs it; then, for each share of DATA's training transcripts (the first
+share of the clips, as ``--label-fraction`` takes them), two CTC runs of the ``ctc`` recipe, as
+``polyformer speech train-ctc DATA`` runs them, for the same number of steps:
+
+- ``pretrained``: ``--init`` the pretraining run (its encoder; the conv feature encoder frozen; a new head);
+- ``scratch``: the same architecture and recipe from a random initialisation.
+
+Each run's best model (by validation WER) transcribes DATA's test clips greedily once; the table gives their
+CER and WER and what pretraining gains in CER points. Every run lives in ``--out`` and is resumed from its
+newest checkpoint when the script is started again (finished runs are read back, not redone): run it in the
+background, e.g. ``nohup python benchmarks/wav2vec2_label_efficiency.py data/spoken_6000 --out
+runs/label_efficiency > label_efficiency.log 2>&1 &`` after writing the 6000-clip corpus with
+``python -m polyformer.speech.data.make_spoken_corpus --out data/spoken_6000 --clips 6000``.
+
+Run: ``python benchmarks/wav2vec2_label_efficiency.py DATA --out DIR [--fractions 0.1,1.0]
+[--pretrain-steps 1500] [--ctc-steps 1500] [key=value overrides for the CTC runs]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from polyformer.apps.engine import find_checkpoints
+from polyformer.apps.engine.hardware import machine_summary
+from polyformer.apps.recipes.speech_ctc import load_ctc_recipe, train_ctc
+from polyformer.apps.recipes.speech_wav2vec2 import load_pretrain_recipe, pretrain_wav2vec2
+
+SCORES = "test_scores.json"
+
+
+def _settings(out: Path, steps: int) -> list[str]:
+    """Overrides that place a run in ``out``, resuming it when it has checkpoints."""
+    settings = [f"train.out_dir={json.dumps(str(out))}", f"train.max_steps={steps}", "train.plot=false"]
+    if out.is_dir() and find_checkpoints(out / "checkpoints"):
+        settings.append(f"train.resume={json.dumps(str(out))}")
+    return settings
+
+
+def pretrain(data: str, out: Path, steps: int, overrides: Sequence[str]) -> Path:
+    """The pretraining run in ``out`` (run, resumed or read back)."""
+    if not (out / "model").is_dir():
+        recipe = load_pretrain_recipe("wav2vec2_pretrain", [*_settings(out, steps), *overrides])
+        recipe.data.train = data
+        pretrain_wav2vec2(recipe, echo=lambda line: print(f"[pretrain] {line}", flush=True))
+    return out
+
+
+def finetune(data: str, out: Path, fraction: float, init: Path | None, steps: int,
+             overrides: Sequence[str]) -> dict[str, float]:  # fmt: skip
+    """Test scores of one CTC run in ``out`` (run, resumed or read back)."""
+    if not (out / SCORES).is_file():
+        recipe = load_ctc_recipe("ctc", [*_settings(out, steps), f"data.label_fraction={fraction}", *overrides])
+        recipe.data.train = data
+        recipe.data.init = str(init) if init else ""
+        pretrain_tag = "pretrained" if init else "scratch"
+        _, scores = train_ctc(recipe, echo=lambda line: print(f"[{fraction:.0%} {pretrain_tag}] {line}", flush=True))
+        if scores is None:
+            raise SystemExit(f"{data} has no test split to score the runs on")
+    return json.loads((out / SCORES).read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", help="an audio folder with train/validation/test splits and transcripts")
+    parser.add_argument("--out", type=Path, required=True, help="the runs' folder (resumed when started again)")
+    parser.add_argument("--fractions", default="0.1,1.0")
+    parser.add_argument("--pretrain-steps", type=int, default=1500)
+    parser.add_argument("--ctc-steps", type=int, default=1500)
+    parser.add_argument("--pretrain-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="an override of the pretraining recipe (repeatable)")  # fmt: skip
+    parser.add_argument("overrides", nargs="*", help="CTC recipe key=value overrides for every fine-tuning run")
+    args = parser.parse_intermixed_args()
+    print(machine_summary(), flush=True)
+    encoder = pretrain(args.data, args.out / "pretrain", args.pretrain_steps, args.pretrain_set)
+    rows = []
+    for fraction in [float(f) for f in args.fractions.split(",")]:
+        for name, init in (("pretrained", encoder), ("scratch", None)):
+            out = args.out / f"ctc_{name}_{round(fraction * 100)}"
+            scores = finetune(args.data, out, fraction, init, args.ctc_steps, args.overrides)
+            rows.append({"fraction": fraction, "run": name, "cer": scores["cer"], "wer": scores["wer"],
+                         "clips": scores["clips"]})  # fmt: skip
+    print(f"{'labels':>7} {'run':<11} {'test CER':>9} {'test WER':>9}   gain (CER points)")
+    for row in rows:
+        other = next(r for r in rows if r["fraction"] == row["fraction"] and r["run"] == "scratch")
+        gain = f"   {100 * (other['cer'] - row['cer']):+.2f}" if row["run"] == "pretrained" else ""
+        print(f"{row['fraction']:>7.0%} {row['run']:<11} {row['cer']:>9.2%} {row['wer']:>9.2%}{gain}")
+    (args.out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -215,16 +215,25 @@ class Wav2Vec2ForPreTraining(PretrainedModel):
         time_mask: Tensor,
         negatives: Tensor,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """The losses on the masked frames only: each one's cosine similarity with every frame's target (one
-        (M, B x S) matmul of unit vectors), of which its own target and its K distractors are gathered; a
-        distractor made of the same codebook entries as the target (so the same vector) is left out (-inf)."""
+        """The losses on the masked frames only: the cosine similarities of each clip's predictions with its
+        targets (one (B, S, S) batched matmul of unit vectors), of which each masked frame's own target and its K
+        distractors are gathered; a distractor made of the same codebook entries as the target (so the same
+        vector) is left out (-inf).
+
+        Raises:
+            ValueError: a distractor from another clip (sample_negatives and transformers draw them in the clip).
+        """
         batch, frames, width = targets.shape
         rows = time_mask.flatten().nonzero().squeeze(1)  # (M,) the masked frames in the flattened (B x S) frames
         candidates = torch.cat([rows[:, None], negatives.reshape(batch * frames, -1)[rows]], dim=1)  # (M, K + 1)
+        columns = candidates - (rows - rows % frames)[:, None]  # the candidates' frames within the clip
+        if bool(((columns < 0) | (columns >= frames)).any()):
+            raise ValueError("every distractor must be a frame of the masked frame's own clip")
         with torch.autocast(predicted.device.type, enabled=False):  # the similarities in fp32, as cosine_similarity
-            units = F.normalize(predicted.reshape(-1, width)[rows].float(), dim=-1, eps=1e-8)
-            target_units = F.normalize(targets.reshape(-1, width).float(), dim=-1, eps=1e-8)
-            logits = (units @ target_units.T).gather(1, candidates) / self.config.contrastive_temperature
+            units = F.normalize(predicted.float(), dim=-1, eps=1e-8)
+            target_units = F.normalize(targets.float(), dim=-1, eps=1e-8)
+            similarity = torch.bmm(units, target_units.transpose(1, 2)).view(batch * frames, frames)
+            logits = similarity[rows].gather(1, columns) / self.config.contrastive_temperature
         entry = picks.reshape(batch * frames, -1)
         entry = (entry * self.quantizer.entries ** torch.arange(entry.shape[1], device=entry.device)).sum(dim=1)
         same = entry[candidates[:, 1:]] == entry[rows][:, None]  # (M, K): a distractor identical to the target

@@ -151,6 +151,20 @@ def test_contrastive_loss_picks_the_true_target():
     assert perfect.contrastive_loss.item() < out.contrastive_loss.item()
 
 
+def test_a_distractor_from_another_clip_is_refused():
+    torch.manual_seed(3)
+    model = Wav2Vec2ForPreTraining(_tiny_config()).eval()
+    waveform = torch.randn(2, 3200)
+    frames = int(model.wav2vec2.frame_lengths(torch.tensor([3200])))
+    mask = span_mask(torch.tensor([frames, frames]), frames, 0.15, 3, generator=torch.Generator().manual_seed(0))
+    negatives = sample_negatives(mask, 5, generator=torch.Generator().manual_seed(0))
+    model(waveform, time_mask=mask, negatives=negatives)  # distractors within each clip: fine
+    first = int(mask[0].nonzero()[0])
+    negatives[0, first, 0] = frames + int(mask[1].nonzero()[0])  # a masked frame of the second clip
+    with pytest.raises(ValueError, match="own clip"):
+        model(waveform, time_mask=mask, negatives=negatives)
+
+
 def test_span_masking_rate_and_span_lengths():
     generator = torch.Generator().manual_seed(0)
     lengths = torch.full((400,), 200)

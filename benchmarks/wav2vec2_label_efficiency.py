@@ -16,7 +16,7 @@ runs/label_efficiency > label_efficiency.log 2>&1 &`` after writing the 6000-cli
 ``python -m polyformer.speech.data.make_spoken_corpus --out data/spoken_6000 --clips 6000``.
 
 Run: ``python benchmarks/wav2vec2_label_efficiency.py DATA --out DIR [--fractions 0.1,1.0]
-[--pretrain-steps 1500] [--ctc-steps 1500] [key=value overrides for the CTC runs]``.
+[--pretrain-steps 1500] [--ctc-steps 1500] [--ship DIR] [key=value overrides for the CTC runs]``.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from polyformer.apps.engine import find_checkpoints
 from polyformer.apps.engine.hardware import machine_summary
 from polyformer.apps.recipes.speech_ctc import load_ctc_recipe, train_ctc
 from polyformer.apps.recipes.speech_wav2vec2 import load_pretrain_recipe, pretrain_wav2vec2
+from polyformer.speech.wav2vec2.pretrained import load_wav2vec2_ctc
 
 SCORES = "test_scores.json"
 
@@ -65,6 +66,16 @@ def finetune(data: str, out: Path, fraction: float, init: Path | None, steps: in
     return json.loads((out / SCORES).read_text())
 
 
+def ship(run: Path, target: Path) -> Path:
+    """Write a CTC run's best model to ``target`` with its weights in fp16 (half the size; loading casts them back
+    to fp32) and its ``vocab.json``: how ``apps/checkpoints/speech_ctc_spoken`` was made."""
+    model, vocabulary = load_wav2vec2_ctc(run / "best_model")
+    state = {name: value.half() if value.is_floating_point() else value for name, value in model.state_dict().items()}
+    model.save_pretrained(target, state=state)
+    vocabulary.save(target)
+    return target
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", help="an audio folder with train/validation/test splits and transcripts")
@@ -74,6 +85,8 @@ def main() -> None:
     parser.add_argument("--ctc-steps", type=int, default=1500)
     parser.add_argument("--pretrain-set", action="append", default=[], metavar="KEY=VALUE",
                         help="an override of the pretraining recipe (repeatable)")  # fmt: skip
+    parser.add_argument("--ship", type=Path, default=None, metavar="DIR",
+                        help="write the pretrained run on 100%% of the labels to DIR (fp16) once it is done")
     parser.add_argument("overrides", nargs="*", help="CTC recipe key=value overrides for every fine-tuning run")
     args = parser.parse_intermixed_args()
     print(machine_summary(), flush=True)
@@ -83,6 +96,8 @@ def main() -> None:
         for name, init in (("pretrained", encoder), ("scratch", None)):
             out = args.out / f"ctc_{name}_{round(fraction * 100)}"
             scores = finetune(args.data, out, fraction, init, args.ctc_steps, args.overrides)
+            if args.ship and fraction == 1.0 and init is not None:
+                print(f"shipped {out} as {ship(out, args.ship)}", flush=True)
             rows.append({"fraction": fraction, "run": name, "cer": scores["cer"], "wer": scores["wer"],
                          "clips": scores["clips"]})  # fmt: skip
     print(f"{'labels':>7} {'run':<11} {'test CER':>9} {'test WER':>9}   gain (CER points)")

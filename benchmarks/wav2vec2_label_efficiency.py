@@ -68,7 +68,7 @@ def finetune(data: str, out: Path, fraction: float, init: Path | None, steps: in
 
 def ship(run: Path, target: Path) -> Path:
     """Write a CTC run's best model to ``target`` with its weights in fp16 (half the size; loading casts them back
-    to fp32) and its ``vocab.json``: how ``apps/checkpoints/speech_ctc_spoken`` was made."""
+    to fp32) and its ``vocab.json``: a directory to ship in ``apps/checkpoints``."""
     model, vocabulary = load_wav2vec2_ctc(run / "best_model")
     state = {name: value.half() if value.is_floating_point() else value for name, value in model.state_dict().items()}
     model.save_pretrained(target, state=state)

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 import transformers
 
-from polyformer.benchmarks.timing import bf16_rows, cpu_autocast, fastest, prepare
+from polyformer.benchmarks.timing import bf16_rows, cpu_autocast, fastest, prepare, throughput_row
 from polyformer.vision.detr import DETR, SetCriterion, Targets
 
 
@@ -105,14 +105,7 @@ def main() -> None:
             "transformers": hf_step(reference, images, targets, bf16),
             "polyformer": our_step(ours, images, targets, bf16),
         }
-        times = fastest(steps, args.rounds, warmup=1)
-        name = "bf16" if bf16 else "fp32"
-        per_image = {key: args.batch / value for key, value in times.items()}
-        print(
-            f"  {name}: transformers {per_image['transformers']:.2f} img/s, polyformer {per_image['polyformer']:.2f} "
-            f"img/s, ratio {times['transformers'] / times['polyformer']:.2f}x",
-            flush=True,
-        )
+        print(throughput_row(bf16, fastest(steps, args.rounds, warmup=1), args.batch, "img"), flush=True)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,9 @@ import torch
 
 from polyformer.apps.engine.hardware import machine_summary, native_bf16
 
-__all__ = ["bf16_rows", "cpu_autocast", "fastest", "machine_summary", "prepare", "retain_freed_memory"]
+__all__ = [
+    "bf16_rows", "cpu_autocast", "fastest", "machine_summary", "prepare", "retain_freed_memory", "throughput_row",
+]  # fmt: skip
 # glibc mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 
@@ -87,3 +89,11 @@ def fastest(steps: dict[str, Callable[[], object]], rounds: int, warmup: int = 2
             step()
             times[name].append(time.perf_counter() - start)
     return {name: min(values) for name, values in times.items()}
+
+
+def throughput_row(bf16: bool, times: dict[str, float], items: int, unit: str) -> str:
+    """A training benchmark's row: items per second of transformers' and our step, and the ratio of their times
+    (above 1: ours is faster); ``times`` from :func:`fastest` with keys ``transformers`` and ``polyformer``."""
+    rate = {key: items / value for key, value in times.items()}
+    return (f"  {'bf16' if bf16 else 'fp32'}: transformers {rate['transformers']:.2f} {unit}/s, polyformer "
+            f"{rate['polyformer']:.2f} {unit}/s, ratio {times['transformers'] / times['polyformer']:.2f}x")  # fmt: skip

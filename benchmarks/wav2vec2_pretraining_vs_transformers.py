@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 import transformers
 
-from polyformer.benchmarks.timing import bf16_rows, cpu_autocast, fastest, prepare
+from polyformer.benchmarks.timing import bf16_rows, cpu_autocast, fastest, prepare, throughput_row
 from polyformer.speech.wav2vec2 import load_hf_wav2vec2, sample_negatives, span_mask
 
 SHAPES = {
@@ -85,13 +85,7 @@ def main() -> None:
                                                                sampled_negative_indices=negatives).loss, bf16),
             "polyformer": _step(ours, lambda: ours(audio, time_mask=mask, negatives=negatives).loss, bf16),
         }  # fmt: skip
-        times = fastest(steps, args.rounds, warmup=1)
-        clips = {key: args.batch / value for key, value in times.items()}
-        print(
-            f"  {'bf16' if bf16 else 'fp32'}: transformers {clips['transformers']:.2f} clips/s, polyformer "
-            f"{clips['polyformer']:.2f} clips/s, ratio {times['transformers'] / times['polyformer']:.2f}x",
-            flush=True,
-        )
+        print(throughput_row(bf16, fastest(steps, args.rounds, warmup=1), args.batch, "clips"), flush=True)
 
 
 if __name__ == "__main__":

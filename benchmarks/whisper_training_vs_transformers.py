@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 import transformers
 
-from polyformer.benchmarks.timing import bf16_rows, cpu_autocast, fastest, prepare
+from polyformer.benchmarks.timing import bf16_rows, cpu_autocast, fastest, prepare, throughput_row
 from polyformer.core.objectives import token_cross_entropy
 from polyformer.speech.whisper import Whisper, save_hf_whisper, whisper_base, whisper_tiny
 from polyformer.speech.whisper.pretrained import load_whisper, whisper_base_files
@@ -92,13 +92,7 @@ def main() -> None:
             "transformers": hf_step(reference, features, tokens, bf16),
             "polyformer": our_step(ours, features, tokens, bf16),
         }
-        times = fastest(steps, args.rounds, warmup=1)
-        clips = {key: args.batch / value for key, value in times.items()}
-        print(
-            f"  {'bf16' if bf16 else 'fp32'}: transformers {clips['transformers']:.2f} clips/s, polyformer "
-            f"{clips['polyformer']:.2f} clips/s, ratio {times['transformers'] / times['polyformer']:.2f}x",
-            flush=True,
-        )
+        print(throughput_row(bf16, fastest(steps, args.rounds, warmup=1), args.batch, "clips"), flush=True)
 
 
 if __name__ == "__main__":

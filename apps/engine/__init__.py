@@ -28,6 +28,7 @@ from .distributed import (
     launch_with_torchrun,
     shutdown_distributed,
     under_torchrun,
+    unwrap_model,
 )
 from .ema import ModelEMA
 from .finetune import load_for_finetuning, sequence_classifier_from_encoder

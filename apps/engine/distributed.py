@@ -137,6 +137,11 @@ def wrap_model(model: nn.Module, context: DistributedContext, fsdp: bool = False
     return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
 
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The model inside what :func:`wrap_model` returned (DDP keeps it as ``.module``; FSDP2 changes it in place)."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
 def all_reduce_sum(values: Sequence[float], context: DistributedContext) -> list[float]:
     """Sum a few numbers over all processes (returned unchanged on one process)."""
     if not context.is_distributed:

@@ -39,6 +39,7 @@ from polyformer.apps.engine import (
     run_of,
     seed_everything,
     train,
+    unwrap_model,
 )
 from polyformer.apps.recipes.recipe_loader import load_recipe_file, recipe_to_dict
 from polyformer.apps.recipes.speech_asr import read_asr_data, score_transcripts
@@ -125,11 +126,11 @@ class SpeechCtcTask(CTCTask):
 
     def logits(self, model: nn.Module, batch: CtcBatch) -> tuple[Tensor, Tensor]:
         time_mask = None
-        config = _inner(model).config
+        config = unwrap_model(model).config
         if model.training and self.mask_time and config.mask_time_prob > 0:
             from polyformer.speech.wav2vec2 import span_mask
 
-            inner = _inner(model).wav2vec2
+            inner = unwrap_model(model).wav2vec2
             lengths = inner.frame_lengths(batch.mask.sum(dim=1))
             frames = config.frames_for(batch.audio.shape[1])
             time_mask = span_mask(lengths, frames, config.mask_time_prob, config.mask_time_length,
@@ -146,10 +147,6 @@ class SpeechCtcTask(CTCTask):
         references = [normalize_transcript(text) for text in batch.texts]
         metrics["wer"].update(hypotheses, references)
         metrics["cer"].update(hypotheses, references)
-
-
-def _inner(model: nn.Module) -> Wav2Vec2ForCTC:
-    return model.module if hasattr(model, "module") else model
 
 
 # ----------------------------------------------------------------------------------------------- model

@@ -39,6 +39,7 @@ from polyformer.apps.engine import (
     init_distributed,
     seed_everything,
     train,
+    unwrap_model,
 )
 from polyformer.apps.recipes.recipe_loader import load_recipe_file, recipe_to_dict
 from polyformer.apps.recipes.speech_asr import EMBEDDED_DATA
@@ -149,7 +150,7 @@ class Wav2Vec2PretrainTask:
 
     def _run(self, model: nn.Module, batch: Any, generator: torch.Generator | None = None):
         audio, mask = batch
-        inner = model.module if hasattr(model, "module") else model
+        inner = unwrap_model(model)
         config = inner.config
         lengths = inner.wav2vec2.frame_lengths(mask.sum(dim=1))
         frames = config.frames_for(audio.shape[1])
@@ -159,7 +160,7 @@ class Wav2Vec2PretrainTask:
         return model(audio, mask, time_mask, negatives)
 
     def loss(self, model: nn.Module, batch: Any) -> Tensor:
-        inner = model.module if hasattr(model, "module") else model
+        inner = unwrap_model(model)
         inner.quantizer.temperature = self.temperature(self.step)
         out = self._run(model, batch)
         numbers = {"contrastive": out.contrastive_loss, "diversity": out.diversity_loss, "accuracy": out.accuracy,

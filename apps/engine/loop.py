@@ -297,6 +297,9 @@ def _start_run(model, task, train_data, config, context, eval_data, collate_fn, 
     if state is not None:
         restore_run_state(run, state)
         run.log.truncate_after(run.step)
+    on_start = getattr(task, "on_start", None)  # a task's own schedule continues where the run is
+    if on_start is not None:
+        on_start(run.step)
     run.log.write(
         "start", step=run.step, total_steps=total, world_size=context.world_size, precision=str(run.precision),
         resumed_from=str(resume_dir) if resume_dir else None, config=config.to_dict(),

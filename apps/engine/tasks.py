@@ -56,9 +56,12 @@ __all__ = [
 class TrainingTask(Protocol):
     """The three things the engine calls.
 
-    Two more are optional: ``step_values() -> dict[str, float]``, called after every optimizer
-    step, gives numbers the training log averages and shows with the loss (DETR's class error);
-    ``on_eval(step, metrics)`` is called with every validation result (to warn when training is stuck).
+    Three more are optional: ``on_start(step)`` is called once before the first optimizer step
+    with the steps already done (0, or a resumed run's; for schedules a task keeps itself, such as
+    wav2vec 2.0's Gumbel temperature); ``step_values() -> dict[str, float]``, called after every
+    optimizer step, gives numbers the training log averages and shows with the loss (DETR's class
+    error); ``on_eval(step, metrics)`` is called with every validation result (to warn when
+    training is stuck).
     """
 
     def loss(self, model: nn.Module, batch: Any) -> Tensor:

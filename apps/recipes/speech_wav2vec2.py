@@ -35,7 +35,6 @@ from polyformer.apps.engine import (
     TrainingConfig,
     TrainResult,
     default_run_directory,
-    find_resumable,
     init_distributed,
     seed_everything,
     train,
@@ -132,7 +131,7 @@ class Wav2Vec2PretrainTask:
     Args:
         total_steps: the run's optimizer steps (for the temperature schedule).
         temperature_start, temperature_end: the Gumbel temperature's schedule.
-        step: optimizer steps already done (a resumed run's).
+        step: optimizer steps already done (the engine sets it at the start: a resumed run's).
     """
 
     default_best: ClassVar[tuple[str, str]] = ("loss", "min")
@@ -168,6 +167,9 @@ class Wav2Vec2PretrainTask:
         self._values = {name: float(value.detach()) for name, value in numbers.items()}
         self._values["temperature"] = inner.quantizer.temperature
         return out.loss
+
+    def on_start(self, step: int) -> None:
+        self.step = step
 
     def step_values(self) -> dict[str, float]:
         self.step += 1
@@ -264,11 +266,7 @@ def pretrain_wav2vec2(recipe: PretrainRecipe, echo: Callable[[str], None] = prin
     crops = {"max_seconds": data.max_seconds, "min_seconds": data.min_seconds, "skip_bad": data.skip_bad}
     train_data, eval_data = NormalizedCrops(clips, **crops), NormalizedCrops(held, **crops)
     total = recipe.train.max_steps or max(1, math.ceil(recipe.train.epochs * len(train_data) / recipe.train.batch_size))
-    done = 0
-    if recipe.train.resume:
-        summary_file = find_resumable(recipe.train.resume).checkpoint / "summary.json"
-        done = int(json.loads(summary_file.read_text()).get("step", 0)) if summary_file.is_file() else 0
-    task = Wav2Vec2PretrainTask(total, data.temperature_start, data.temperature_end, step=done)
+    task = Wav2Vec2PretrainTask(total, data.temperature_start, data.temperature_end)  # the engine gives it the step
     hours = sum(train_data.sample_lengths) / 16000 / 3600
     parameters = sum(p.numel() for p in model.parameters())
     summary = [

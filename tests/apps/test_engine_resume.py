@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from engine_tiny_run import run, single_thread
+from engine_tiny_run import CLASSES, run, single_thread
 from safetensors.torch import load_file
 
-from polyformer.apps.engine import CheckpointDamagedError
+from polyformer.apps.engine import CheckpointDamagedError, ClassificationTask
 
 SCRIPT = Path(__file__).with_name("engine_tiny_run.py")
 
@@ -108,3 +108,17 @@ def test_resume_with_every_checkpoint_damaged_fails_clearly_and_writes_nothing(t
     assert _files(run_dir) == before
     with pytest.raises(CheckpointDamagedError, match="resume from the run directory"):
         run(run_dir, max_steps=12, resume=str(run_dir / "checkpoints" / "step-00000008"))
+
+
+class _StartRecorder(ClassificationTask):
+    """Remembers the step the engine starts it at."""
+
+    def on_start(self, step: int) -> None:
+        self.started_at = step
+
+
+def test_a_task_is_told_the_step_a_resumed_run_starts_at(tmp_path):
+    first, again = _StartRecorder(CLASSES), _StartRecorder(CLASSES)
+    run(tmp_path / "run", max_steps=8, task=first)
+    run(tmp_path / "run", max_steps=12, task=again, resume=str(tmp_path / "run"))
+    assert first.started_at == 0 and again.started_at == 8

@@ -87,6 +87,23 @@ def test_the_gumbel_temperature_falls_geometrically_over_the_run():
     assert task.temperature(500) == 0.5
 
 
+def test_a_resumed_run_continues_the_temperature_schedule(tmp_path):
+    """Two steps of four, then the rest from the checkpoint: steps 3 and 4 use the temperatures of steps 2 and 3."""
+    clips = read_audio_dataset(clip_folder(tmp_path / "clips", count=4), labelled=False)
+    crops = NormalizedCrops(clips, max_seconds=2.0)
+    config = Wav2Vec2Config(**SIZES["tiny"], **SMALL_QUANTIZER, layer_drop=0.0)
+    settings = dict(out_dir=str(tmp_path / "run"), batch_size=4, lr=1e-4, quiet=True, plot=False, threads=2,
+                    checkpoint_every=2, log_every=1)  # fmt: skip
+    for steps in (2, 4):
+        task = Wav2Vec2PretrainTask(total_steps=4)
+        resume = str(tmp_path / "run") if steps == 4 else None
+        engine_train(Wav2Vec2ForPreTraining(config), task, crops, TrainingConfig(max_steps=steps, resume=resume,
+                     **settings), collate_fn=collate_audio)  # fmt: skip
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    logged = {line["step"]: line["temperature"] for line in lines if line["event"] == "train"}
+    assert logged == pytest.approx({step: task.temperature(step - 1) for step in (1, 2, 3, 4)})
+
+
 def test_a_pretraining_config_refuses_a_vocabulary_and_bad_bands():
     from polyformer.apps.recipes.typed_config import ConfigError
 

@@ -11,9 +11,10 @@
   neighbours; it masks runs of k consecutive k-mers instead: ``mask_spans(ids, span_fn=contiguous_spans(k), ...)``.
 * :func:`next_token_targets`: inputs and shifted targets for causal language modelling and teacher forcing.
 * :func:`token_cross_entropy`: the mean cross-entropy over the tokens that have a label.
-* :func:`ctc_loss` and :func:`ctc_greedy_decode`: connectionist temporal classification (Graves et al. 2006) of
-  frame logits against label sequences, and its greedy read-out (best class per frame, repeats merged, blanks
-  dropped), for any model that emits one distribution per frame (wav2vec 2.0, a Whisper encoder's CTC head).
+* :func:`ctc_loss`, :func:`ctc_greedy_decode` and :func:`ctc_beam_search`: connectionist temporal classification
+  (Graves et al. 2006) of frame logits against label sequences, its greedy read-out (best class per frame, repeats
+  merged, blanks dropped) and the prefix beam search (the labelling most likely over all its alignments, within a
+  beam), for any model that emits one distribution per frame (wav2vec 2.0, a Whisper encoder's CTC head).
 
 Conventions: a label of :data:`IGNORE_INDEX` (-100, the default ``ignore_index`` of
 :func:`torch.nn.functional.cross_entropy`) means "not predicted". Ids are integer tensors (int64 usually) with values
@@ -25,6 +26,7 @@ Shape legend: B batch, T sequence length, V vocabulary size.
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -41,6 +43,7 @@ __all__ = [
     "NextTokenBatch",
     "SpanFunction",
     "contiguous_spans",
+    "ctc_beam_search",
     "ctc_greedy_decode",
     "ctc_loss",
     "mask_spans",
@@ -432,6 +435,77 @@ def ctc_greedy_decode(logits: Tensor, frame_lengths: Tensor | None = None, *, bl
         merged = torch.unique_consecutive(row[: int(length)])
         out.append(merged[merged.ne(blank)].tolist())
     return out
+
+
+def ctc_beam_search(
+    logits: Tensor, frame_lengths: Tensor | None = None, *, blank: int = 0, beam_size: int = 4
+) -> list[list[int]]:
+    """CTC prefix beam search: per row, the label sequence most likely summed over all its alignments, among the
+    ``beam_size`` best prefixes kept after every frame (greedy decoding follows one best path instead).
+
+    Each frame extends every kept prefix by a blank and by the ``beam_size`` most likely labels of that frame; a
+    prefix's probability is kept split into "ends in a blank" and "ends in a label", so that a repeated label
+    merges after the latter and starts a new label after the former. With a beam at least as large as the number
+    of label sequences the result is the exact most likely labelling.
+
+    Args:
+        logits: (B, S, V) one distribution per frame (before softmax; log-probabilities work too).
+        frame_lengths: (B,) real frames of each row; None = all S.
+        blank: the blank class.
+        beam_size: prefixes kept per frame (>= 1).
+
+    Returns:
+        One list of label ids per row.
+
+    Raises:
+        ValueError: logits not a floating (B, S, V) tensor, a blank outside [0, V), or a beam size under 1.
+    """
+    if logits.ndim != 3 or not logits.dtype.is_floating_point:
+        raise ValueError(f"logits must be a floating tensor (B, S, V), got {logits.dtype} {tuple(logits.shape)}")
+    if not 0 <= blank < logits.shape[-1]:
+        raise ValueError(f"blank must be a class in [0, {logits.shape[-1]}), got {blank}")
+    if beam_size < 1:
+        raise ValueError(f"beam_size must be at least 1, got {beam_size}")
+    log_probs = logits.detach().float().log_softmax(dim=-1).cpu()
+    lengths = [log_probs.shape[1]] * log_probs.shape[0] if frame_lengths is None else frame_lengths.tolist()
+    labels_per_frame = min(beam_size, log_probs.shape[-1] - 1)
+    return [_prefix_beam_search(row[: int(length)], blank, beam_size, labels_per_frame)
+            for row, length in zip(log_probs, lengths)]  # fmt: skip
+
+
+def _log_add(a: float, b: float) -> float:
+    """log(exp(a) + exp(b)) for floats that may be -inf."""
+    if a == -math.inf or b == -math.inf:
+        return max(a, b)
+    high, low = max(a, b), min(a, b)
+    return high + math.log1p(math.exp(low - high))
+
+
+def _grow(grown: dict[tuple[int, ...], list[float]], prefix: tuple[int, ...], ends_in_label: int, value: float) -> None:
+    """Add probability ``exp(value)`` to ``prefix`` ending in a blank (0) or in a label (1)."""
+    entry = grown.setdefault(prefix, [-math.inf, -math.inf])
+    entry[ends_in_label] = _log_add(entry[ends_in_label], value)
+
+
+def _prefix_beam_search(log_probs: Tensor, blank: int, beam_size: int, labels_per_frame: int) -> list[int]:
+    """:func:`ctc_beam_search` of one row's real frames (S, V) of log-probabilities."""
+    beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, -math.inf)}  # prefix -> (ends in blank, in label)
+    without_blank = log_probs.clone()
+    without_blank[:, blank] = -math.inf
+    tried = without_blank.topk(labels_per_frame, dim=-1).indices.tolist() if labels_per_frame else [[]] * len(log_probs)
+    for frame, labels in zip(log_probs.tolist(), tried):
+        grown: dict[tuple[int, ...], list[float]] = {}
+        for prefix, (in_blank, in_label) in beams.items():
+            _grow(grown, prefix, 0, _log_add(in_blank, in_label) + frame[blank])
+            for label in labels:
+                if prefix and label == prefix[-1]:
+                    _grow(grown, prefix, 1, in_label + frame[label])  # the same label again, merged
+                    _grow(grown, (*prefix, label), 1, in_blank + frame[label])  # a new one after a blank
+                else:
+                    _grow(grown, (*prefix, label), 1, _log_add(in_blank, in_label) + frame[label])
+        kept = sorted(grown.items(), key=lambda item: _log_add(*item[1]), reverse=True)[:beam_size]
+        beams = {prefix: (in_blank, in_label) for prefix, (in_blank, in_label) in kept}
+    return list(max(beams.items(), key=lambda item: _log_add(*item[1]))[0])
 
 
 # -- helpers -----------------------------------------------------------------------------------------------------

@@ -109,14 +109,15 @@ def transcribe(files: tuple[str, ...], model_name: str, temperature: str, output
                batch_size: int, device: str, precision: str, skip_bad: bool, quiet: bool, initial_prompt: str | None,
                condition_on_previous_text: bool, word_timestamps: bool, **decoding) -> None:  # fmt: skip
     """Transcribe (or translate to English) each audio FILE with a Whisper model, or transcribe it with a wav2vec 2.0
-    CTC model (greedy; the decoding options are Whisper's and do not apply)."""
+    CTC model (greedy, or CTC beam search with --beam-size; the other decoding options are Whisper's)."""
     from polyformer.apps.pipelines.speech import SpeechRecognitionPipeline, ctc_model_directory, load_speech_model
     from polyformer.speech.whisper.decoding import DecodingOptions
     from polyformer.speech.whisper.outputs import OUTPUT_FORMATS, format_timestamp, write_transcript
     from polyformer.speech.whisper.tokenizer import language_code
 
     if ctc_model_directory(model_name) is not None:
-        _transcribe_ctc(files, model_name, output_dir, batch_size, device, precision, skip_bad, quiet)
+        _transcribe_ctc(files, model_name, output_dir, batch_size, device, precision, skip_bad, quiet,
+                        decoding["beam_size"] or 1)
         return
     temperatures = _temperatures(temperature)
     try:
@@ -155,14 +156,14 @@ def transcribe(files: tuple[str, ...], model_name: str, temperature: str, output
 
 
 def _transcribe_ctc(files: tuple[str, ...], model_name: str, output_dir: str | None, batch_size: int, device: str,
-                    precision: str, skip_bad: bool, quiet: bool) -> None:  # fmt: skip
+                    precision: str, skip_bad: bool, quiet: bool, beam_size: int) -> None:  # fmt: skip
     """``speech transcribe`` with a wav2vec 2.0 CTC model: one line of text per file (``.txt`` in --output-dir)."""
     from polyformer.apps.pipelines import pipeline
 
     try:
         paths, audios = _read_audio(files, skip_bad)
         texts = pipeline("automatic-speech-recognition", model=model_name, batch_size=batch_size, device=device,
-                         precision=precision).texts(audios)  # fmt: skip
+                         precision=precision, beam_size=beam_size).texts(audios)  # fmt: skip
     except USER_ERRORS as err:
         raise click.ClickException(str(err)) from None
     for path, text in zip(paths, texts):
@@ -346,12 +347,13 @@ def eval_command(data: str, model_name: str, split: str, language: str, beam_siz
         if limit and limit < len(clips):
             clips = clips.select(range(limit))
         ctc_directory = ctc_model_directory(model_name)
-        if ctc_directory is not None:  # wav2vec 2.0 CTC: greedy read-out
+        if ctc_directory is not None:  # wav2vec 2.0 CTC: greedy read-out, or CTC beam search
             from polyformer.apps.recipes.speech_ctc import evaluate_ctc
             from polyformer.speech.wav2vec2.pretrained import load_wav2vec2_ctc
 
             model, vocabulary = load_wav2vec2_ctc(ctc_directory)
-            scores = evaluate_ctc(model, vocabulary, clips, batch_size=batch_size, precision=precision, tsv=tsv)
+            scores = evaluate_ctc(model, vocabulary, clips, batch_size=batch_size, precision=precision, tsv=tsv,
+                                  beam_size=beam_size or 1)
         else:
             model, tokenizer = load_speech_model(model_name)
             scores = evaluate_asr(model, tokenizer, clips, language=language_code(language), beam_size=beam_size,

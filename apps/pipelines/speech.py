@@ -11,8 +11,9 @@ openai/whisper's way (:func:`polyformer.speech.whisper.transcribe.transcribe`), 
 files at a time, similar lengths together.
 
 A wav2vec 2.0 CTC model (ours or a run from ``speech train-ctc``, or a Hugging Face ``Wav2Vec2ForCTC``
-directory with its ``vocab.json``) is read out greedily instead (:class:`CtcRecognitionPipeline`:
-``{"text"}`` per input; the Whisper-only options are not taken, and there are no timestamps).
+directory with its ``vocab.json``) is read out greedily instead, or by CTC prefix beam search with ``beam_size``
+(:class:`CtcRecognitionPipeline`: ``{"text"}`` per input; the Whisper-only options are not taken, and there are no
+timestamps).
 """
 
 from __future__ import annotations
@@ -110,14 +111,16 @@ class SpeechRecognitionPipeline:
 
 
 class CtcRecognitionPipeline:
-    """Transcribe audio with a wav2vec 2.0 CTC model (greedy; windows of at most 30 s, batched by length)."""
+    """Transcribe audio with a wav2vec 2.0 CTC model (greedy, or CTC prefix beam search with ``beam_size`` > 1;
+    windows of at most 30 s, batched by length)."""
 
     def __init__(self, model: Any, vocabulary: Any, batch_size: int = 8, device: str | torch.device = "cpu",
-                 precision: str = "auto"):  # fmt: skip
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+                 precision: str = "auto", beam_size: int = 1):  # fmt: skip
+        if batch_size < 1 or beam_size < 1:
+            raise ValueError(f"batch_size and beam_size must be at least 1, got {batch_size} and {beam_size}")
         self.device = torch.device(device)
         self.model, self.vocabulary, self.batch_size = model.to(self.device).eval(), vocabulary, batch_size
+        self.beam_size = beam_size
         self.precision = resolve_precision(precision, self.device)
 
     def texts(self, inputs: Sequence[Any]) -> list[str]:
@@ -126,7 +129,7 @@ class CtcRecognitionPipeline:
 
         audios = [SpeechRecognitionPipeline._audio(item) for item in inputs]
         with autocast(self.precision, self.device):
-            return transcribe_ctc(self.model, self.vocabulary, audios, self.batch_size)
+            return transcribe_ctc(self.model, self.vocabulary, audios, self.batch_size, beam_size=self.beam_size)
 
     def __call__(self, inputs: Any, return_timestamps: bool = False) -> dict[str, Any] | list[dict[str, Any]]:
         """``{"text"}`` for one input, a list of them for many."""
@@ -161,7 +164,7 @@ def build_speech_recognition(
         from polyformer.speech.wav2vec2.pretrained import load_wav2vec2_ctc
 
         loaded, vocabulary = load_wav2vec2_ctc(ctc_directory)
-        return CtcRecognitionPipeline(loaded, vocabulary, batch_size, device, precision)
+        return CtcRecognitionPipeline(loaded, vocabulary, batch_size, device, precision, beam_size or 1)
     options = DecodingOptions(
         task=task, language=language_code(language) if language else None, beam_size=beam_size,
         temperature=temperature, timestamps=timestamps,

@@ -266,12 +266,14 @@ def evaluate_ctc(
     batch_size: int = 8,
     precision: str = "auto",
     tsv: str | Path | None = None,
+    beam_size: int = 1,
 ) -> dict[str, Any]:
-    """Transcribe labelled ``clips`` greedily and score them (WER and CER with jiwer, normalised text);
-    ``tsv`` gets each clip's file, reference, transcription, WER and CER."""
+    """Transcribe labelled ``clips`` (greedily, or by CTC beam search with ``beam_size`` > 1) and score them (WER
+    and CER with jiwer, normalised text); ``tsv`` gets each clip's file, reference, transcription, WER and CER."""
     if clips.texts is None:
         raise SpeechDataError("scoring needs transcriptions; these clips have none")
     device = next(model.parameters()).device
     with autocast(resolve_precision(precision, device), device):
-        hypotheses = transcribe_ctc(model, vocabulary, [load_audio(p) for p in clips.paths], batch_size)
+        hypotheses = transcribe_ctc(model, vocabulary, [load_audio(p) for p in clips.paths], batch_size,
+                                   beam_size=beam_size)
     return score_transcripts(clips, hypotheses, tsv)

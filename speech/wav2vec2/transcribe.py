@@ -1,9 +1,10 @@
-"""Greedy CTC transcription of waveforms of any length with a :class:`~polyformer.speech.wav2vec2.Wav2Vec2ForCTC`.
+"""CTC transcription of waveforms of any length with a :class:`~polyformer.speech.wav2vec2.Wav2Vec2ForCTC`.
 
 Each clip is normalised (zero mean, unit variance, as in training) and cut into windows of at most
 ``window_seconds`` (attention cost grows with the square of the length); windows of similar length are batched
 together with their padding masked, each window is read out greedily (best class per frame, repeats merged,
-blanks dropped) and a clip's windows are joined with spaces.
+blanks dropped) or, with ``beam_size`` > 1, by CTC prefix beam search (core's :func:`ctc_beam_search`), and a
+clip's windows are joined with spaces.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from polyformer.core.objectives import ctc_greedy_decode
+from polyformer.core.objectives import ctc_beam_search, ctc_greedy_decode
 
 from ..audio import SAMPLE_RATE, normalize_waveform
 from ..data import collate_audio
@@ -29,14 +30,15 @@ def transcribe_ctc(
     audios: Sequence[Tensor],
     batch_size: int = 8,
     window_seconds: float = 30.0,
+    beam_size: int = 1,
 ) -> list[str]:
-    """The transcription of each 16 kHz waveform (N,) in ``audios``.
+    """The transcription of each 16 kHz waveform (N,) in ``audios`` (greedy with ``beam_size`` 1).
 
     Raises:
-        ValueError: an empty clip, or one shorter than the model's receptive field.
+        ValueError: an empty clip, one shorter than the model's receptive field, or a bad batch, window or beam size.
     """
-    if batch_size < 1 or window_seconds <= 0:
-        raise ValueError("batch_size must be >= 1 and window_seconds > 0")
+    if batch_size < 1 or window_seconds <= 0 or beam_size < 1:
+        raise ValueError("batch_size and beam_size must be >= 1 and window_seconds > 0")
     shortest = model.config.receptive_field
     window = round(window_seconds * SAMPLE_RATE)
     pieces: list[tuple[int, Tensor]] = []  # (clip index, window samples)
@@ -59,7 +61,11 @@ def transcribe_ctc(
             chunk = order[start : start + batch_size]
             audio, mask = collate_audio([pieces[i][1] for i in chunk])
             logits, lengths = model(audio.to(device), mask.to(device))
-            for i, ids in zip(chunk, ctc_greedy_decode(logits.float(), lengths, blank=vocabulary.blank)):
+            if beam_size > 1:
+                found = ctc_beam_search(logits.float(), lengths, blank=vocabulary.blank, beam_size=beam_size)
+            else:
+                found = ctc_greedy_decode(logits.float(), lengths, blank=vocabulary.blank)
+            for i, ids in zip(chunk, found):
                 decoded[i] = vocabulary.decode(ids)
     for i, (index, _) in enumerate(pieces):  # windows in their original order
         if decoded[i]:

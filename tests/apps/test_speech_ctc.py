@@ -61,11 +61,17 @@ def test_transcribe_eval_and_the_pipeline_take_a_ctc_run(overfit_run, tmp_path):
     assert out.exit_code == 0, out.output
     assert f"{first}:\n  {clips.texts[0]}" in out.output
     assert (tmp_path / "txt" / f"{first.stem}.txt").read_text().strip() == clips.texts[0]
-    scored = CliRunner().invoke(main, ["speech", "eval", str(data), "--model", str(result.out_dir), "--json"])
-    assert scored.exit_code == 0, scored.output
-    assert json.loads(scored.output)["wer"] == 0.0
-    asr = pipeline("automatic-speech-recognition", model=str(result.out_dir))
-    assert [item["text"] for item in asr([str(p) for p in clips.paths])] == [t.strip() for t in clips.texts]
+    for beams in ([], ["--beam-size", "4"]):  # greedy, and CTC prefix beam search
+        scored = CliRunner().invoke(main, ["speech", "eval", str(data), "--model", str(result.out_dir), "--json",
+                                           *beams])  # fmt: skip
+        assert scored.exit_code == 0, scored.output
+        assert json.loads(scored.output)["wer"] == 0.0
+    beamed = CliRunner().invoke(main, ["speech", "transcribe", str(first), "--model", str(result.out_dir),
+                                       "--beam-size", "3"])  # fmt: skip
+    assert f"{first}:\n  {clips.texts[0]}" in beamed.output
+    for beam_size in (None, 4):
+        asr = pipeline("automatic-speech-recognition", model=str(result.out_dir), beam_size=beam_size)
+        assert [item["text"] for item in asr([str(p) for p in clips.paths])] == [t.strip() for t in clips.texts]
     first_audio, second_audio = load_audio(clips.paths[0]), load_audio(clips.paths[1])
     joined = torch.cat([first_audio, first_audio, second_audio[: first_audio.numel()]])  # three windows
     model, vocabulary = load_wav2vec2_ctc(result.best_model_dir)

@@ -1,4 +1,7 @@
-"""Pretraining objectives: BERT masking, span masking, next-token targets and token cross-entropy."""
+"""Pretraining objectives: BERT masking, span masking, next-token targets, token cross-entropy and CTC beam search."""
+
+import itertools
+import math
 
 import pytest
 import torch
@@ -7,6 +10,8 @@ import torch.nn.functional as F
 from polyformer.core.objectives import (
     IGNORE_INDEX,
     contiguous_spans,
+    ctc_beam_search,
+    ctc_greedy_decode,
     mask_spans,
     mask_tokens,
     maskable_positions,
@@ -345,3 +350,42 @@ def test_token_cross_entropy_validates():
         token_cross_entropy(torch.zeros(2, 4, 7, dtype=torch.long), torch.zeros(2, 4, dtype=torch.long))
     with pytest.raises(ValueError, match="label_smoothing"):
         token_cross_entropy(torch.randn(2, 4, 7), torch.zeros(2, 4, dtype=torch.long), label_smoothing=1.0)
+
+
+def _most_likely_labelling(log_probs: torch.Tensor, blank: int) -> list[int]:
+    """By brute force: every path of (S, V) frames, collapsed, its probability summed per labelling."""
+    totals: dict[tuple[int, ...], float] = {}
+    for path in itertools.product(range(log_probs.shape[1]), repeat=log_probs.shape[0]):
+        score = sum(log_probs[t, c].item() for t, c in enumerate(path))
+        labels = tuple(c for t, c in enumerate(path) if c != blank and (t == 0 or path[t - 1] != c))
+        totals[labels] = math.log(math.exp(totals.get(labels, -math.inf)) + math.exp(score))
+    return list(max(totals, key=totals.get))
+
+
+@pytest.mark.parametrize("blank", [0, 2])
+def test_ctc_beam_search_with_a_wide_beam_finds_the_most_likely_labelling(blank):
+    """Exact against brute force on 5 frames of 3 classes; greedy (the best single path) often is not."""
+    greedy_wrong = 0
+    for seed in range(30):
+        logits = torch.randn(1, 5, 3, generator=torch.Generator().manual_seed(seed)) * 1.5
+        exact = _most_likely_labelling(logits[0].log_softmax(dim=-1), blank)
+        assert ctc_beam_search(logits, blank=blank, beam_size=243) == [exact], seed
+        greedy_wrong += ctc_greedy_decode(logits, blank=blank) != [exact]
+    assert greedy_wrong >= 5
+
+
+def test_ctc_beam_search_reads_only_the_real_frames_and_merges_repeats():
+    frames = torch.full((2, 7, 5), -5.0)
+    for t, best in enumerate([0, 2, 2, 0, 2, 3, 3]):
+        frames[:, t, best] = 5.0
+    assert ctc_beam_search(frames, torch.tensor([7, 3]), beam_size=3) == [[2, 2, 3], [2]]
+    assert ctc_beam_search(frames[:, :0], beam_size=2) == [[], []]  # no frames: nothing said
+
+
+def test_ctc_beam_search_refuses_bad_arguments():
+    with pytest.raises(ValueError, match="beam_size must be at least 1"):
+        ctc_beam_search(torch.randn(1, 4, 3), beam_size=0)
+    with pytest.raises(ValueError, match=r"blank must be a class in \[0, 3\)"):
+        ctc_beam_search(torch.randn(1, 4, 3), blank=3)
+    with pytest.raises(ValueError, match="logits must be a floating tensor"):
+        ctc_beam_search(torch.zeros(1, 4, 3, dtype=torch.long))

@@ -1,5 +1,6 @@
 """The benchmark scripts run end to end at toy sizes and print every row they promise."""
 
+import json
 import os
 import subprocess
 import sys
@@ -162,14 +163,18 @@ def test_wav2vec2_label_efficiency_prints_both_runs_per_fraction_and_reads_finis
     tiny = ['model.size="tiny"', "train.batch_size=4"]
     args = ["spoken", "--out", str(tmp_path / "runs"), "--pretrain-steps", "3", "--ctc-steps", "3",
             *(f"--pretrain-set={setting}" for setting in tiny), *tiny, "data.eval_limit=4"]  # fmt: skip
+    args += ["--continue-steps", "2"]
     out = run_script("wav2vec2_label_efficiency.py", *args, "--ship", str(tmp_path / "shipped"))
     rows = [line.split() for line in out.splitlines() if line.split()[:1] in (["10%"], ["100%"])]
     assert [(row[0], row[1]) for row in rows] == [("10%", "pretrained"), ("10%", "scratch"), ("100%", "pretrained"),
-                                                  ("100%", "scratch")]  # fmt: skip
-    assert "[pretrain] " in out and "[10% scratch] " in out
+                                                  ("100%", "continued"), ("100%", "scratch")]  # fmt: skip
+    assert "[pretrain] " in out and "[10% scratch] " in out and "[100% continued] " in out
+    continued = json.loads((tmp_path / "runs" / "ctc_pretrained_100_continued" / "recipe.json").read_text())
+    assert continued["data"]["init"].endswith("ctc_pretrained_100/best_model")
+    assert not continued["data"]["freeze_feature_encoder"] and continued["train"]["max_steps"] == 2
     again = run_script("wav2vec2_label_efficiency.py", *args)  # every run finished: read back, nothing trained
-    assert "[pretrain]" not in again and "[10%" not in again and again.splitlines()[-4:] == out.splitlines()[-4:]
-    # the shipped copy of the pretrained 100% run: fp16 on disk, the same logits to fp16 precision once loaded
+    assert "[pretrain]" not in again and "[10%" not in again and again.splitlines()[-5:] == out.splitlines()[-5:]
+    # the shipped copy of the continued 100% run: fp16 on disk, the same logits to fp16 precision once loaded
     from safetensors import safe_open
 
     from polyformer.speech.wav2vec2.pretrained import load_wav2vec2_ctc
@@ -177,7 +182,7 @@ def test_wav2vec2_label_efficiency_prints_both_runs_per_fraction_and_reads_finis
     with safe_open(tmp_path / "shipped" / "model.safetensors", "pt") as weights:
         assert {weights.get_tensor(name).dtype for name in weights.keys()} == {torch.float16}
     shipped, vocabulary = load_wav2vec2_ctc(tmp_path / "shipped")
-    trained, _ = load_wav2vec2_ctc(tmp_path / "runs" / "ctc_pretrained_100" / "best_model")
+    trained, _ = load_wav2vec2_ctc(tmp_path / "runs" / "ctc_pretrained_100_continued" / "best_model")
     waveform = torch.randn(1, 8000)
     with torch.no_grad():
         torch.testing.assert_close(shipped(waveform)[0], trained(waveform)[0], atol=2e-2, rtol=2e-2)

@@ -26,6 +26,7 @@ LOADERS = {
     "translation_en_es": ("text translate --model {model} hello", "translation"),
     "dnabert_splice": (f"bio predict --model {{model}} {DNA}", "dna-classification"),
     "speech_spoken": (f"speech transcribe --model {{model}} {CLIP}", "automatic-speech-recognition"),
+    "speech_ctc_spoken": (f"speech transcribe --model {{model}} {CLIP}", "automatic-speech-recognition"),
 }
 DAMAGE = ("truncated", "random-bytes", "wrong-dtype", "wrong-shape")
 EXPECTED = {

@@ -396,8 +396,7 @@ def ctc_loss(
     Raises:
         ValueError: mismatching shapes, a blank label, a frame length beyond S, or an unknown reduction.
     """
-    if logits.ndim != 3 or not logits.dtype.is_floating_point:
-        raise ValueError(f"logits must be a floating tensor (B, S, V), got {logits.dtype} {tuple(logits.shape)}")
+    _check_frame_logits(logits)
     if labels.ndim != 2 or labels.shape[0] != logits.shape[0] or frame_lengths.shape != (logits.shape[0],):
         raise ValueError(
             f"labels (B, T) and frame_lengths (B,) must match logits (B, S, V): got {tuple(labels.shape)}, "
@@ -460,8 +459,7 @@ def ctc_beam_search(
     Raises:
         ValueError: logits not a floating (B, S, V) tensor, a blank outside [0, V), or a beam size under 1.
     """
-    if logits.ndim != 3 or not logits.dtype.is_floating_point:
-        raise ValueError(f"logits must be a floating tensor (B, S, V), got {logits.dtype} {tuple(logits.shape)}")
+    _check_frame_logits(logits)
     if not 0 <= blank < logits.shape[-1]:
         raise ValueError(f"blank must be a class in [0, {logits.shape[-1]}), got {blank}")
     if beam_size < 1:
@@ -471,6 +469,11 @@ def ctc_beam_search(
     labels_per_frame = min(beam_size, log_probs.shape[-1] - 1)
     return [_prefix_beam_search(row[: int(length)], blank, beam_size, labels_per_frame)
             for row, length in zip(log_probs, lengths)]  # fmt: skip
+
+
+def _check_frame_logits(logits: Tensor) -> None:
+    if logits.ndim != 3 or not logits.dtype.is_floating_point:
+        raise ValueError(f"logits must be a floating tensor (B, S, V), got {logits.dtype} {tuple(logits.shape)}")
 
 
 def _log_add(a: float, b: float) -> float:
@@ -496,13 +499,14 @@ def _prefix_beam_search(log_probs: Tensor, blank: int, beam_size: int, labels_pe
     for frame, labels in zip(log_probs.tolist(), tried):
         grown: dict[tuple[int, ...], list[float]] = {}
         for prefix, (in_blank, in_label) in beams.items():
-            _grow(grown, prefix, 0, _log_add(in_blank, in_label) + frame[blank])
+            total = _log_add(in_blank, in_label)
+            _grow(grown, prefix, 0, total + frame[blank])
             for label in labels:
                 if prefix and label == prefix[-1]:
                     _grow(grown, prefix, 1, in_label + frame[label])  # the same label again, merged
                     _grow(grown, (*prefix, label), 1, in_blank + frame[label])  # a new one after a blank
                 else:
-                    _grow(grown, (*prefix, label), 1, _log_add(in_blank, in_label) + frame[label])
+                    _grow(grown, (*prefix, label), 1, total + frame[label])
         kept = sorted(grown.items(), key=lambda item: _log_add(*item[1]), reverse=True)[:beam_size]
         beams = {prefix: (in_blank, in_label) for prefix, (in_blank, in_label) in kept}
     return list(max(beams.items(), key=lambda item: _log_add(*item[1]))[0])
